@@ -1,0 +1,1 @@
+"""The recording side: a mitmproxy addon (asyncio). Never imports locust or gevent."""

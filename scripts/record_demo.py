@@ -1,0 +1,134 @@
+"""Re-record the bundled ``recordings/`` through the real recorder against the demo target.
+
+    python scripts/record_demo.py [OUTPUT_DIR]
+
+Starts the demo target and ``replay record`` on free loopback ports, drives a few
+user journeys through the proxy with httpx (one User-Agent per journey, so each
+becomes its own session), stops the recorder with SIGINT, then names and weighs the
+sessions it wrote. Nothing here writes a session by hand.
+"""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+
+from traffic_replay.format import load_recordings, write_session
+
+ROOT = Path(__file__).resolve().parents[1]
+
+Journey = Callable[[httpx.Client], None]
+
+
+def browse(c: httpx.Client) -> None:
+    for path in ("/", "/items", "/items?page=2", "/items/17", "/api/items/17", "/items/23"):
+        c.get(path).raise_for_status()
+        time.sleep(0.3)
+
+
+def shop_via_api(c: httpx.Client) -> None:
+    c.get("/api/items?page=1").raise_for_status()
+    time.sleep(0.2)
+    c.get("/api/items/5").raise_for_status()
+    time.sleep(0.2)
+    assert c.post("/login", data={"username": "ada", "password": "demo"}).status_code == 302
+    time.sleep(0.2)
+    c.get("/account").raise_for_status()
+    time.sleep(0.4)
+    assert c.post("/api/cart", json={"item_id": 5, "qty": 2}).status_code == 201
+    time.sleep(0.2)
+    c.get("/api/cart").raise_for_status()
+    time.sleep(0.2)
+    assert c.post("/logout").status_code == 302
+
+
+def search_and_log_in(c: httpx.Client) -> None:
+    c.get("/login").raise_for_status()
+    time.sleep(0.5)
+    assert c.post("/login", data={"username": "grace", "password": "demo"}).status_code == 302
+    time.sleep(0.2)
+    c.get("/account").raise_for_status()
+    time.sleep(0.3)
+    c.get("/items?q=Item+1").raise_for_status()
+    time.sleep(0.3)
+    c.get("/items/12").raise_for_status()
+    time.sleep(0.2)
+    assert c.get("/items/999").status_code == 404
+    time.sleep(0.2)
+    assert c.post("/logout").status_code == 302
+
+
+# (name, weight, journey): the weights make browsing the most common thing users do.
+JOURNEYS: list[tuple[str, float, Journey]] = [
+    ("browse catalogue", 5, browse),
+    ("shop via the API", 3, shop_via_api),
+    ("search and log in", 2, search_and_log_in),
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait_for_line(proc: subprocess.Popen[str], needle: str, stream: str) -> str:
+    pipe = proc.stdout if stream == "stdout" else proc.stderr
+    assert pipe is not None
+    for line in pipe:
+        if needle in line:
+            return line
+    raise SystemExit(f"process exited before printing {needle!r} (exit code {proc.wait()})")
+
+
+def main() -> None:
+    out = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "recordings"
+    work = Path(tempfile.mkdtemp(prefix="record-demo-"))
+    target = subprocess.Popen([sys.executable, "-m", "traffic_replay.demo_target", "--port", "0"],
+                              stdout=subprocess.PIPE, text=True)
+    recorder = None
+    try:
+        base = _wait_for_line(target, "listening on", "stdout").split()[-1]
+        port = _free_port()
+        recorder = subprocess.Popen([sys.executable, "-m", "traffic_replay.cli", "record", str(work),
+                                     "--listen-port", str(port), "--idle-gap", "60"],
+                                    stderr=subprocess.PIPE, text=True)
+        _wait_for_line(recorder, "recording sessions into", "stderr")
+        for name, _weight, journey in JOURNEYS:
+            with httpx.Client(base_url=base, proxy=f"http://127.0.0.1:{port}", trust_env=False,
+                              headers={"User-Agent": f"demo-user/1.0 ({name})"}) as client:
+                journey(client)
+        recorder.send_signal(signal.SIGINT)
+        if recorder.wait(30) != 0:
+            raise SystemExit(f"recorder exited with {recorder.returncode}")
+    finally:
+        for proc in (recorder, target):
+            if proc is not None and proc.poll() is None:
+                proc.terminate()
+                proc.wait(10)
+    by_agent = {f"demo-user/1.0 ({name})": (name, weight) for name, weight, _ in JOURNEYS}
+    sessions = load_recordings(work)
+    if len(sessions) != len(JOURNEYS):
+        raise SystemExit(f"expected {len(JOURNEYS)} sessions, the recorder wrote {len(sessions)}")
+    if out.exists():
+        for old in out.glob("*.json"):
+            old.unlink()
+    out.mkdir(parents=True, exist_ok=True)
+    for session in sessions:
+        name, weight = by_agent[session.client.user_agent or ""]
+        write_session(session.model_copy(update={"name": name, "weight": weight}), out)
+        print(f"{name}: {len(session.requests)} requests, weight {weight:g}")
+    shutil.rmtree(work)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,34 @@
+"""Fixtures shared by the test suite."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import pytest
+
+from processes import REPO_ROOT, start_process, stop_process
+
+DEMO_READY = r"demo target listening on (http://\S+)"
+
+
+@pytest.fixture
+def demo_target_process() -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """The demo target in its own process, and its base URL; stopped after the test."""
+    proc, match = start_process(
+        [sys.executable, "-m", "traffic_replay.demo_target", "--port", "0"],
+        DEMO_READY,
+        timeout=10,
+        cwd=REPO_ROOT,
+    )
+    try:
+        yield proc, match.group(1)
+    finally:
+        stop_process(proc)
+
+
+@pytest.fixture
+def demo_target(demo_target_process: tuple[subprocess.Popen[str], str]) -> str:
+    """Base URL of a fresh demo target process, e.g. ``http://127.0.0.1:54321``."""
+    return demo_target_process[1]

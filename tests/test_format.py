@@ -1,0 +1,81 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+import pytest
+
+from factories import make_request, make_session
+from traffic_replay.errors import RecordingError, SessionFileError
+from traffic_replay.format import (Body, RecordingsInvalid, Session, load_recordings, load_session, session_schema,
+                                   write_session)
+
+pytestmark = pytest.mark.timeout(30)
+
+
+def test_write_then_load_gives_the_same_session(tmp_path: Path) -> None:
+    session = make_session([
+        make_request("/login", "POST", 302, body=b"user=a&pw=b", content_type="application/x-www-form-urlencoded"),
+        make_request("/img", body=bytes(range(256)), content_type="image/png", offset_ms=12.5),
+    ])
+    path = write_session(session, tmp_path)
+    assert path == tmp_path / "s1.json"
+    assert load_session(path) == session
+    assert [p.name for p in tmp_path.iterdir()] == ["s1.json"], "no temp file is left behind"
+
+
+def test_bodies_are_text_when_utf8_and_base64_otherwise() -> None:
+    text = Body.from_bytes("héllo".encode(), "text/plain")
+    binary = Body.from_bytes(b"\xff\x00\xfe", "application/octet-stream")
+    assert (text.encoding, text.data) == ("text", "héllo")
+    assert binary.encoding == "base64" and binary.to_bytes() == b"\xff\x00\xfe"
+    capped = Body.from_bytes(b"x" * 100, "text/plain", cap=10)
+    assert capped.truncated and capped.size == 100 and capped.data == "x" * 10
+
+
+def test_duplicate_headers_keep_their_order(tmp_path: Path) -> None:
+    headers = [("Accept", "a"), ("X-Dup", "1"), ("X-Dup", "2")]
+    path = write_session(make_session([make_request(headers=headers)]), tmp_path)
+    assert load_session(path).requests[0].headers == headers
+
+
+def test_a_bad_field_is_named_with_the_path(tmp_path: Path) -> None:
+    data = orjson.loads(orjson.dumps(make_session().model_dump(mode="json")))
+    data["requests"][0]["method"] = "get me"
+    bad = tmp_path / "bad.json"
+    bad.write_bytes(orjson.dumps(data))
+    with pytest.raises(SessionFileError) as info:
+        load_session(bad)
+    assert str(info.value).startswith(f"{bad}: field 'requests.0.method'")
+
+
+def test_every_bad_file_is_reported_not_only_the_first(tmp_path: Path) -> None:
+    write_session(make_session(id="good"), tmp_path)
+    (tmp_path / "a.json").write_text("{not json")
+    (tmp_path / "b.json").write_text('{"format_version": 1}')
+    with pytest.raises(RecordingsInvalid) as info:
+        load_recordings(tmp_path)
+    lines = str(info.value).splitlines()
+    assert [line.split(":")[0] for line in lines] == [str(tmp_path / "a.json"), str(tmp_path / "b.json")]
+    assert "not valid JSON" in lines[0]
+
+
+def test_missing_and_empty_directories(tmp_path: Path) -> None:
+    with pytest.raises(RecordingError, match="no such directory"):
+        load_recordings(tmp_path / "nope")
+    with pytest.raises(RecordingError, match="no session files"):
+        load_recordings(tmp_path)
+
+
+def test_hidden_temp_files_are_not_sessions(tmp_path: Path) -> None:
+    write_session(make_session(), tmp_path)
+    (tmp_path / ".s2.123.tmp").write_text("partial")
+    (tmp_path / ".hidden.json").write_text("partial")
+    assert [s.id for s in load_recordings(tmp_path)] == ["s1"]
+
+
+def test_schema_describes_the_file() -> None:
+    schema = session_schema()
+    assert schema["title"] == "Session"
+    assert {"id", "requests", "started_at"} <= set(schema["required"])  # type: ignore[operator]
+    assert Session.model_validate(orjson.loads(orjson.dumps(make_session().model_dump(mode="json"))))

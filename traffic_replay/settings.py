@@ -1,0 +1,98 @@
+"""The one settings class of traffic-replay.
+
+Read, in order of precedence, from CLI flags (passed as keyword arguments), ``REPLAY_*``
+environment variables and an optional ``.env`` file; ``BASE_URL`` is accepted for the
+target. One instance per process: the CLI builds it, and hands it to the Locust or
+mitmproxy process it starts as environment variables (``to_env``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+
+from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from traffic_replay.errors import ConfigError
+
+ENV_PREFIX = "REPLAY_"
+
+
+class Settings(BaseSettings):
+    """Every setting of recording and replaying. Field docs feed the README's table."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_file=".env", extra="ignore",
+                                      populate_by_name=True, validate_default=True)
+
+    # Replay
+    recordings: Path = Field(Path("recordings"), description="Directory of session files to replay or inspect.")
+    host: str | None = Field(None, validation_alias=AliasChoices("host", "REPLAY_HOST", "BASE_URL"),
+                             description="Target base URL, e.g. http://127.0.0.1:8000 (also BASE_URL).")
+    users: Annotated[int, Field(ge=1)] = Field(10, description="Peak number of concurrent virtual users.")
+    spawn_rate: Annotated[float, Field(gt=0)] = Field(10.0, description="Users started per second.")
+    run_time: str | None = Field(None, description="Stop after this long, e.g. 30s, 5m, 1h30m.")
+    speed: Annotated[float, Field(ge=0)] = Field(
+        1.0, description="Divides the recorded think time; 0 replays as fast as the target answers.")
+    headless: bool = Field(False, description="Run without the web UI.")
+    web_host: str = Field("127.0.0.1", description="Address of the Locust web UI.")
+    web_port: Annotated[int, Field(ge=1, le=65535)] = Field(8089, description="Port of the Locust web UI.")
+    csv: str | None = Field(None, description="Prefix of Locust's CSV stats files.")
+    html: Path | None = Field(None, description="Write Locust's HTML report here.")
+    summary_json: Path | None = Field(None, description="Write the run summary as JSON here.")
+    check: bool = Field(True, description="Check that the target answers before a run.")
+    check_timeout: Annotated[float, Field(gt=0)] = Field(5.0, description="Seconds to wait for the preflight check.")
+
+    # Record
+    mode: str = Field("regular", description="mitmproxy mode: regular (explicit proxy) or reverse:URL.")
+    listen_host: str = Field("127.0.0.1", description="Address the recording proxy listens on.")
+    listen_port: Annotated[int, Field(ge=0, le=65535)] = Field(8080, description="Port the recording proxy listens on.")
+    idle_gap: Annotated[float, Field(gt=0)] = Field(30.0, description="Seconds of silence that end a session.")
+    body_cap: Annotated[int, Field(ge=0)] = Field(
+        256 * 1024, description="Bytes of each response body kept in the recording.")
+
+    debug: bool = Field(False, description="Show tracebacks and debug logs.")
+
+    @field_validator("host")
+    @classmethod
+    def _host_is_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"'{value}' is not an http(s) URL like http://127.0.0.1:8000")
+        return value.rstrip("/")
+
+    @field_validator("mode")
+    @classmethod
+    def _mode_is_known(cls, value: str) -> str:
+        if value == "regular":
+            return value
+        kind, _, url = value.partition(":")
+        if kind == "reverse" and urlsplit(url).scheme in ("http", "https"):
+            return value
+        raise ValueError(f"'{value}' is not 'regular' or 'reverse:http(s)://HOST[:PORT]'")
+
+    @classmethod
+    def build(cls, **flags: Any) -> Settings:
+        """Settings from the given flags (``None`` means "not given") over env and ``.env``."""
+        given = {k: v for k, v in flags.items() if v is not None}
+        try:
+            return cls(**given)
+        except ValidationError as e:
+            first = e.errors(include_url=False)[0]
+            name = ".".join(str(p) for p in first["loc"]) or "settings"
+            msg = first["msg"].removeprefix("Value error, ")
+            raise ConfigError(f"setting '{name}' ({ENV_PREFIX}{name.upper()}): {msg}") from e
+
+    def to_env(self) -> dict[str, str]:
+        """These settings as ``REPLAY_*`` variables, to hand to a child process."""
+        env: dict[str, str] = {}
+        for name, value in self.model_dump(mode="json").items():
+            if value is None:
+                continue
+            env[f"{ENV_PREFIX}{name.upper()}"] = str(value).lower() if isinstance(value, bool) else str(value)
+        return env
+
+

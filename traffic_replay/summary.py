@@ -1,0 +1,82 @@
+"""The run summary: what ``replay run`` prints at the end and writes with ``--summary-json``.
+
+Plain data, built by the replayer from Locust's stats; no locust import here so that
+the shape is documented (``Summary.model_json_schema()``) and testable on its own.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import orjson
+from pydantic import BaseModel, Field
+from rich.console import Console
+from rich.table import Table
+
+
+class EndpointStats(BaseModel):
+    method: str = Field(description="HTTP method; empty for the aggregated row.")
+    name: str = Field(description="Endpoint template, e.g. /items/{id}.")
+    requests: int
+    failures: int
+    median_ms: float
+    p95_ms: float
+    p99_ms: float
+    avg_ms: float
+    max_ms: float
+    rps: float = Field(description="Requests per second over the whole run.")
+
+
+class SessionStats(BaseModel):
+    started: int = Field(description="Session replays begun.")
+    completed: int = Field(description="Session replays that reached their last step with no failure.")
+    failed: int = Field(description="Session replays that reached their last step with at least one failure.")
+
+
+class FailureStats(BaseModel):
+    method: str
+    name: str
+    error: str
+    occurrences: int
+
+
+class Summary(BaseModel):
+    """Per-endpoint results of one run, plus sessions and failures."""
+
+    format_version: int = 1
+    host: str | None
+    duration_s: float
+    endpoints: list[EndpointStats]
+    total: EndpointStats
+    sessions: SessionStats
+    failures: list[FailureStats]
+
+    def write(self, path: Path) -> None:
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_bytes(orjson.dumps(self.model_dump(mode="json"), option=orjson.OPT_INDENT_2))
+        os.replace(tmp, path)
+
+
+def _ms(value: float) -> str:
+    return f"{value:.0f}" if value >= 10 else f"{value:.1f}"
+
+
+def render(summary: Summary, console: Console) -> None:
+    """Print the summary as tables: endpoints, then sessions and failures."""
+    table = Table(title=f"Replay of {summary.host or 'target'} for {summary.duration_s:.1f}s", title_justify="left")
+    for column in ("method", "endpoint", "requests", "failures", "median ms", "p95 ms", "req/s"):
+        table.add_column(column, justify="left" if column in ("method", "endpoint") else "right")
+    for row in [*summary.endpoints, summary.total]:
+        table.add_row(row.method, row.name, str(row.requests), str(row.failures), _ms(row.median_ms),
+                      _ms(row.p95_ms), f"{row.rps:.1f}", end_section=row is summary.endpoints[-1] if summary.endpoints else False)
+    console.print(table)
+    s = summary.sessions
+    console.print(f"sessions: {s.started} started, {s.completed} completed, {s.failed} failed")
+    if summary.failures:
+        failures = Table(title="Failures", title_justify="left")
+        for column in ("method", "endpoint", "error", "count"):
+            failures.add_column(column, justify="right" if column == "count" else "left")
+        for f in summary.failures:
+            failures.add_row(f.method, f.name, f.error, str(f.occurrences))
+        console.print(failures)
