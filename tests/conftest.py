@@ -32,3 +32,13 @@ def demo_target_process() -> Iterator[tuple[subprocess.Popen[str], str]]:
 def demo_target(demo_target_process: tuple[subprocess.Popen[str], str]) -> str:
     """Base URL of a fresh demo target process, e.g. ``http://127.0.0.1:54321``."""
     return demo_target_process[1]
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """A skipped test fails the run: CI must never pass by skipping."""
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    if report.skipped and not hasattr(report, "wasxfail"):
+        report.outcome = "failed"
+        report.longrepr = f"skipped tests fail the suite here: {report.longrepr}"
