@@ -44,7 +44,7 @@ import sys
 import tempfile
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -253,7 +253,7 @@ def write_recording(directory: Path, host: str, port: int) -> None:
         ))
         offset += 850.0  # think time: ignored at --speed 0
     session = Session(id="bench-shop", name="shop checkout", weight=1.0,
-                      started_at=datetime(2025, 1, 1, tzinfo=timezone.utc), requests=requests)
+                      started_at=datetime(2025, 1, 1, tzinfo=UTC), requests=requests)
     write_session(session, directory)
 
 

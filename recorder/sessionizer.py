@@ -89,7 +89,7 @@ def build_session(key: ClientKey, exchanges: list[Exchange]) -> Session:
         Request(
             offset_ms=round((e.started - t0) * 1000, 3),
             duration_ms=round(max(e.finished - e.started, 0.0) * 1000, 3),
-            method=e.method, scheme=e.scheme, host=e.host, port=e.port, path=e.path,  # type: ignore[arg-type]
+            method=e.method, scheme=e.scheme, host=e.host, port=e.port, path=e.path,
             http_version=e.http_version, headers=e.headers, body=e.body, response=e.response,
         )
         for e in ordered

@@ -34,8 +34,8 @@ def start_process(
 
     Returns the process and the match. The process's stdout stays open (read on from
     ``proc.stdout`` if needed). ``merge_stderr`` reads stderr in the same stream, for
-    programs that announce themselves there (mitmproxy, Locust). On timeout or early exit it is stopped and the test fails
-    with its stderr.
+    programs that announce themselves there (mitmproxy, Locust). On timeout or early exit
+    it is stopped and the test fails with its stderr.
     """
     pattern = re.compile(ready_line_regex)
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}

@@ -10,8 +10,9 @@ from pathlib import Path
 import orjson
 import pytest
 
-from processes import REPO_ROOT, free_port
 from traffic_replay.format import session_schema
+
+from processes import REPO_ROOT, free_port
 
 pytestmark = pytest.mark.timeout(90)
 

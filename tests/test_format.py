@@ -5,10 +5,18 @@ from pathlib import Path
 import orjson
 import pytest
 
-from factories import make_request, make_session
 from traffic_replay.errors import RecordingError, SessionFileError
-from traffic_replay.format import (Body, RecordingsInvalid, Session, load_recordings, load_session, session_schema,
-                                   write_session)
+from traffic_replay.format import (
+    Body,
+    RecordingsInvalid,
+    Session,
+    load_recordings,
+    load_session,
+    session_schema,
+    write_session,
+)
+
+from factories import make_request, make_session
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from processes import REPO_ROOT
 from traffic_replay.settings import Settings
+
+from processes import REPO_ROOT
 
 pytestmark = pytest.mark.timeout(10)
 

@@ -12,8 +12,9 @@ import jsonschema
 import orjson
 import pytest
 
-from processes import free_port, start_process, stop_process
 from traffic_replay.format import load_recordings, session_schema
+
+from processes import free_port, start_process, stop_process
 
 pytestmark = pytest.mark.timeout(60)
 

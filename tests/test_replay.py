@@ -9,8 +9,9 @@ from pathlib import Path
 import orjson
 import pytest
 
-from processes import REPO_ROOT, target_log
 from traffic_replay.format import load_recordings
+
+from processes import REPO_ROOT, target_log
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -52,8 +53,9 @@ def test_replay_sends_the_recorded_requests_with_no_failures(demo_target: str, t
 
 def test_a_status_class_that_differs_from_the_recording_is_a_failure(demo_target: str, tmp_path: Path) -> None:
     # The recorded /account answered 200 after a login; without the login it answers 302.
-    from factories import make_request, make_session
     from traffic_replay.format import write_session
+
+    from factories import make_request, make_session
     write_session(make_session([make_request("/account", status=200)], name="no login"), tmp_path)
     summary_file = tmp_path / "summary.json"
     result = replay("run", str(tmp_path), "--host", demo_target, "-u", "1", "-t", "2s", "--headless",

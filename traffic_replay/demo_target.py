@@ -34,9 +34,10 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
-from flask import Flask, Response, g, jsonify, redirect, render_template, request
+from flask import Flask, g, jsonify, redirect, render_template, request
 from jinja2 import DictLoader
 from werkzeug.exceptions import NotFound
+from werkzeug.wrappers import Response
 
 PAGE_SIZE = 10
 DEMO_PASSWORD = "demo"
@@ -177,7 +178,7 @@ def create_app(state: DemoState | None = None) -> Flask:
         arrived = time.time()
         sid = request.cookies.get(SESSION_COOKIE)
         g.sid = sid if sid in st.sessions else None
-        g.user = st.sessions[sid] if g.sid else None
+        g.user = st.sessions[g.sid] if g.sid else None
         if request.path.startswith("/__"):
             g.entry = None
             return
@@ -316,7 +317,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from gevent.event import Event
     from gevent.pywsgi import WSGIHandler, WSGIServer
 
-    class RawUriHandler(WSGIHandler):
+    class RawUriHandler(WSGIHandler):  # type: ignore[misc]
         def handle(self) -> None:
             # pywsgi writes headers and body in two sends; with Nagle on, every keep-alive
             # request after the first waits ~40 ms for a delayed ACK.
@@ -339,7 +340,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         server.start()  # binds now, so that port 0 is resolved before we announce it
     except OSError as e:
-        print(f"demo target: cannot listen on {args.host}:{args.port}: {os.strerror(e.errno) if e.errno else e}", file=sys.stderr)
+        reason = os.strerror(e.errno) if e.errno else e
+        print(f"demo target: cannot listen on {args.host}:{args.port}: {reason}", file=sys.stderr)
         return 1
     host, port = server.address[:2]
     shown = f"[{host}]" if ":" in host else host

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from traffic_replay.errors import RecordingError, SessionFileError
 
-FORMAT_VERSION = 1
+FORMAT_VERSION: Literal[1] = 1
 
 Header = tuple[str, str]
 

@@ -67,9 +67,12 @@ def render(summary: Summary, console: Console) -> None:
     table = Table(title=f"Replay of {summary.host or 'target'} for {summary.duration_s:.1f}s", title_justify="left")
     for column in ("method", "endpoint", "requests", "failures", "median ms", "p95 ms", "req/s"):
         table.add_column(column, justify="left" if column in ("method", "endpoint") else "right")
-    for row in [*summary.endpoints, summary.total]:
+    for row in summary.endpoints:
         table.add_row(row.method, row.name, str(row.requests), str(row.failures), _ms(row.median_ms),
-                      _ms(row.p95_ms), f"{row.rps:.1f}", end_section=row is summary.endpoints[-1] if summary.endpoints else False)
+                      _ms(row.p95_ms), f"{row.rps:.1f}")
+    table.add_section()
+    t = summary.total
+    table.add_row("", t.name, str(t.requests), str(t.failures), _ms(t.median_ms), _ms(t.p95_ms), f"{t.rps:.1f}")
     console.print(table)
     s = summary.sessions
     console.print(f"sessions: {s.started} started, {s.completed} completed, {s.failed} failed")

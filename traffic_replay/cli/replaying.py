@@ -1,89 +1,20 @@
-"""The ``replay`` command line: builds the settings, calls the core, runs the two runtimes.
-
-Recording runs mitmproxy (asyncio) and replaying runs Locust (gevent), each in a
-process of its own started from here; this module imports neither.
-"""
+"""``replay run``, ``replay demo`` and ``replay check``: Locust in a process of its own."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
-from importlib.util import find_spec
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated
 
-import orjson
 import typer
-from rich.console import Console
 
 from traffic_replay.checks import check_target
-from traffic_replay.errors import ConfigError, RecordingError, ReplayError, TargetError
-from traffic_replay.format import load_recordings, session_schema
-from traffic_replay.inspection import inspect_sessions, render_inspection
+from traffic_replay.cli.app import app, err, module_file, out
+from traffic_replay.errors import ConfigError, TargetError
+from traffic_replay.format import load_recordings
 from traffic_replay.settings import Settings
-
-app = typer.Typer(help="Record real user traffic with mitmproxy; replay it as a Locust load test.",
-                  no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
-# Piped output gets a wide page rather than rich's 80 columns, so that tables stay readable in logs.
-err = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
-out = Console(width=None if sys.stdout.isatty() else 160)
-
-
-@app.callback()
-def _root(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks and debug logs.")] = False) -> None:
-    if debug:
-        os.environ["REPLAY_DEBUG"] = "true"
-
-
-def _module_file(name: str) -> str:
-    spec = find_spec(name)
-    if spec is None or spec.origin is None:
-        raise ConfigError(f"cannot find module {name}: is traffic-replay installed?")
-    return spec.origin
-
-
-@app.command()
-def record(
-    directory: Annotated[Path, typer.Argument(help="Where session files are written.")] = Path("recordings"),
-    mode: Annotated[str | None, typer.Option(help="'regular' (explicit proxy) or 'reverse:URL'.")] = None,
-    listen_host: Annotated[str | None, typer.Option(help="Proxy address.")] = None,
-    listen_port: Annotated[int | None, typer.Option(help="Proxy port.")] = None,
-    idle_gap: Annotated[float | None, typer.Option(help="Seconds of silence that end a session.")] = None,
-    body_cap: Annotated[int | None, typer.Option(help="Bytes of each response body kept.")] = None,
-) -> NoReturn:
-    """Record traffic through a mitmproxy proxy into session files (Ctrl-C writes and stops)."""
-    settings = Settings.build(mode=mode, listen_host=listen_host, listen_port=listen_port, idle_gap=idle_gap,
-                              body_cap=body_cap)
-    if directory.exists() and not directory.is_dir():
-        raise RecordingError(f"{directory}: exists and is not a directory")
-    args = [sys.executable, "-m", "recorder", "--mode", settings.mode,
-            "--listen-host", settings.listen_host, "--listen-port", str(settings.listen_port),
-            "--set", f"replay_dir={directory}", "--set", f"replay_idle_gap={settings.idle_gap}",
-            "--set", f"replay_body_cap={settings.body_cap}", "--set", "flow_detail=0",
-            "--set", f"termlog_verbosity={'debug' if settings.debug else 'warn'}"]
-    sys.stdout.flush()
-    # exec, so that Ctrl-C and SIGTERM reach mitmproxy itself, which writes every open session.
-    os.execv(sys.executable, args)
-
-
-@app.command()
-def inspect(
-    directory: Annotated[Path, typer.Argument(help="Recordings directory.")] = Path("recordings"),
-    json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
-) -> None:
-    """Show the sessions and endpoints of a recordings directory."""
-    report = inspect_sessions(load_recordings(directory))
-    if json:
-        sys.stdout.write(orjson.dumps(report.model_dump(mode="json"), option=orjson.OPT_INDENT_2).decode() + "\n")
-    else:
-        render_inspection(report, out)
-
-
-@app.command()
-def schema() -> None:
-    """Print the JSON Schema of a session file."""
-    sys.stdout.write(orjson.dumps(session_schema(), option=orjson.OPT_INDENT_2).decode() + "\n")
 
 
 @app.command()
@@ -113,7 +44,7 @@ def _run_locust(settings: Settings) -> int:
         probe = check_target(host, sessions, settings.check_timeout)[0]
         err.print(f"target ok: {probe.method} {probe.url} answered {probe.status} in {probe.latency_ms:.0f} ms",
                   highlight=False)
-    args = [sys.executable, "-m", "locust", "-f", _module_file("replayer.locustfile"), "--host", host,
+    args = [sys.executable, "-m", "locust", "-f", module_file("replayer.locustfile"), "--host", host,
             "--users", str(settings.users), "--spawn-rate", str(settings.spawn_rate),
             "--loglevel", "DEBUG" if settings.debug else "INFO"]
     if settings.headless:
@@ -159,7 +90,7 @@ def run(
 
 def bundled_recordings() -> Path:
     """The sample sessions: inside the package when installed from a wheel, else the checkout's."""
-    package = Path(__file__).parent
+    package = Path(__file__).parents[1]  # traffic_replay/
     installed = package / "bundled_recordings"
     return installed if installed.is_dir() else package.parent / "recordings"
 
@@ -190,25 +121,3 @@ def demo(
         except subprocess.TimeoutExpired:
             target.kill()
     raise typer.Exit(code)
-
-
-def main() -> None:
-    """Entry point: every ``ReplayError`` becomes ``error: ...`` lines and a non-zero exit."""
-    debug = "--debug" in sys.argv or os.environ.get("REPLAY_DEBUG", "").lower() in ("1", "true", "yes")
-    try:
-        app()
-    except ReplayError as e:
-        if debug:
-            raise
-        for line in str(e).splitlines():
-            err.print(f"error: {line}", highlight=False, markup=False, soft_wrap=True)
-        sys.exit(e.exit_code)
-    except Exception as e:  # a bug: still one line unless --debug
-        if debug:
-            raise
-        err.print(f"error: internal error: {e!r} (run with --debug for the traceback)", highlight=False, markup=False, soft_wrap=True)
-        sys.exit(1)
-
-
-if __name__ == "__main__":
-    main()

@@ -1,0 +1,36 @@
+"""The ``replay`` command line: builds the settings, calls the core, runs the two runtimes.
+
+Recording runs mitmproxy (asyncio) and replaying runs Locust (gevent), each in a
+process of its own started from here; nothing in this package imports either.
+One module per group of commands: ``recording``, ``replaying``, ``inspecting``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from traffic_replay.cli import inspecting, recording, replaying  # noqa: F401  (they register the commands)
+from traffic_replay.cli.app import app, err
+from traffic_replay.errors import ReplayError
+
+__all__ = ["app", "main"]
+
+
+def main() -> None:
+    """Entry point: every ``ReplayError`` becomes ``error: ...`` lines and a non-zero exit."""
+    debug = "--debug" in sys.argv or os.environ.get("REPLAY_DEBUG", "").lower() in ("1", "true", "yes")
+    try:
+        app()
+    except ReplayError as e:
+        if debug:
+            raise
+        for line in str(e).splitlines():
+            err.print(f"error: {line}", highlight=False, markup=False, soft_wrap=True)
+        sys.exit(e.exit_code)
+    except Exception as e:  # a bug: still one line unless --debug
+        if debug:
+            raise
+        err.print(f"error: internal error: {e!r} (run with --debug for the traceback)", highlight=False, markup=False,
+                  soft_wrap=True)
+        sys.exit(1)

@@ -1,0 +1,3 @@
+from traffic_replay.cli import main
+
+main()

@@ -1,0 +1,33 @@
+"""``replay inspect`` and ``replay schema``: looking at recordings, no runtime needed."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import orjson
+import typer
+
+from traffic_replay.cli.app import app, out
+from traffic_replay.format import load_recordings, session_schema
+from traffic_replay.inspection import inspect_sessions, render_inspection
+
+
+@app.command()
+def inspect(
+    directory: Annotated[Path, typer.Argument(help="Recordings directory.")] = Path("recordings"),
+    json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Show the sessions and endpoints of a recordings directory."""
+    report = inspect_sessions(load_recordings(directory))
+    if json:
+        sys.stdout.write(orjson.dumps(report.model_dump(mode="json"), option=orjson.OPT_INDENT_2).decode() + "\n")
+    else:
+        render_inspection(report, out)
+
+
+@app.command()
+def schema() -> None:
+    """Print the JSON Schema of a session file."""
+    sys.stdout.write(orjson.dumps(session_schema(), option=orjson.OPT_INDENT_2).decode() + "\n")
