@@ -4,7 +4,8 @@
 
 Settings come from ``REPLAY_*`` environment variables (see README). Each virtual user
 picks a session by weight, sends its requests in order with the recorded think time
-divided by ``REPLAY_SPEED``, keeps its own cookies, and never follows redirects itself.
+divided by ``REPLAY_SPEED``, keeps its own cookies, carries the values the server hands
+out (tokens, ids) into the requests that follow, and never follows redirects itself.
 """
 
 from __future__ import annotations
@@ -20,10 +21,12 @@ from locust.env import Environment
 from locust.runners import MasterRunner, WorkerRunner
 from rich.console import Console
 
-from replayer.prepared import PreparedSession, prepare
-from replayer.report import SessionCounts, build_summary
+from replayer.divergence import RunLog
+from replayer.loading import load_prepared
+from replayer.prepared import PreparedSession, Step
+from replayer.report import build_summary
 from traffic_replay.errors import ReplayError
-from traffic_replay.format import load_recordings
+from traffic_replay.extraction import ResponseView
 from traffic_replay.settings import Settings
 from traffic_replay.summary import render
 
@@ -38,31 +41,73 @@ class ReplayUser(FastHttpUser):
 
     sessions: ClassVar[tuple[PreparedSession, ...]] = ()
     cum_weights: ClassVar[tuple[float, ...]] = ()
-    counts: ClassVar[SessionCounts] = SessionCounts()
+    log: ClassVar[RunLog] = RunLog()
 
     @task
     def replay_session(self) -> None:
         session = random.choices(self.sessions, cum_weights=self.cum_weights)[0]
-        counts = self.counts
-        counts.started += 1
+        log = self.log
+        log.started += 1
+        # A new session is a new visit: no cookies, no live values yet (the recorded ones stand in).
+        self.client.cookiejar.clear()
+        values = list(session.initial)
+        live = [False] * len(values)
         failed = False
         request = self.client.request
         for step in session.steps:
+            if step.skip is not None:
+                log.skip(step.skip)
+                continue
             if step.think:
                 gevent.sleep(step.think)
+            url, headers, body = step.url, step.headers, step.body
+            if step.patch is not None:
+                url, headers, body = self._patched(session, step, values, live)
             # Locust's hint for data omits bytes, which FastHttpSession sends as they are.
-            with request(step.method, step.path, name=step.name, data=step.body,  # type: ignore[arg-type]
-                         headers=step.headers, allow_redirects=False, catch_response=True) as response:
+            with request(step.method, url, name=step.name, data=body,  # type: ignore[arg-type]
+                         headers=headers, allow_redirects=False, catch_response=True) as response:
                 status = response.status_code
                 if status and (status // 100 == step.expected or not step.expected):
                     response.success()
                 else:
                     failed = True
                     response.failure(_reason(step.label, step.expected, status, response))
+                if status:
+                    header = response.headers.get
+                    log.check(session.name, step, status, header, response.content)
+                    if step.extract:
+                        view = ResponseView(header, response.content, self._cookie)
+                        for var, extract in step.extract:
+                            found = extract(view)
+                            if found is not None:
+                                values[var], live[var] = found, True
         if failed:
-            counts.failed += 1
+            log.failed += 1
         else:
-            counts.completed += 1
+            log.completed += 1
+
+    def _patched(self, session: PreparedSession, step: Step,
+                 values: list[str], live: list[bool]) -> tuple[str, dict[str, str], bytes | None]:
+        patch = step.patch
+        assert patch is not None
+        for var in patch.variables:
+            if not live[var]:
+                self.log.sent_unsourced(session.name, step.index, session.initial[var])
+        url = patch.url_prefix + patch.path.render(values) if patch.path is not None else step.url
+        headers = step.headers
+        if patch.headers:
+            headers = dict(headers)
+            for name, template in patch.headers:
+                headers[name] = template.render(values)
+        body = patch.body.render(values).encode() if patch.body is not None else step.body
+        return url, headers, body
+
+    def _cookie(self, name: str) -> str | None:
+        found = None
+        for cookie in self.client.cookiejar:
+            if cookie.name == name:
+                found = cookie.value
+        return found
 
 
 def _reason(label: str, expected: int, status: int, response: Any) -> str:
@@ -79,30 +124,30 @@ def _load_sessions(environment: Environment, **_kwargs: Any) -> None:
     if not isinstance(environment.runner, WorkerRunner):
         environment.events.quitting.add_listener(lambda environment, **kw: _report(environment, settings))
     if isinstance(environment.runner, MasterRunner):
-        environment.events.worker_report.add_listener(lambda client_id, data: ReplayUser.counts.add(
-            data.get("replay_sessions", {})))
+        environment.events.worker_report.add_listener(lambda client_id, data: ReplayUser.log.add(
+            data.get("replay", {})))
         return
     if isinstance(environment.runner, WorkerRunner):
         environment.events.report_to_master.add_listener(
-            lambda client_id, data: data.__setitem__("replay_sessions", ReplayUser.counts.take()))
+            lambda client_id, data: data.__setitem__("replay", ReplayUser.log.take()))
     try:
-        sessions = load_recordings(settings.recordings)
+        ReplayUser.sessions, ReplayUser.cum_weights = load_prepared(settings, environment.host)
     except ReplayError as e:
         for line in str(e).splitlines():
             logger.error(f"error: {line}")
         sys.exit(2)
-    ReplayUser.sessions, ReplayUser.cum_weights = prepare(sessions, settings.speed)
     logger.info(f"replaying {len(ReplayUser.sessions)} sessions from {settings.recordings}/"
-                f" at speed {settings.speed:g}")
+                f" at speed {settings.speed:g}, correlation {'on' if settings.correlate else 'off'}")
 
 
 events.init.add_listener(_load_sessions)
 
 
 def _report(environment: Environment, settings: Settings) -> None:
-    summary = build_summary(environment, ReplayUser.counts)
+    summary = build_summary(environment, ReplayUser.log)
     render(summary, Console(width=140))
     if settings.summary_json is not None:
         summary.write(settings.summary_json)
     # Our summary replaces Locust's end-of-run tables, which would repeat it.
     logging.getLogger("locust.stats_logger").disabled = True
+

@@ -1,15 +1,24 @@
-"""Sessions compiled for the replay loop: everything per-file is done once, here.
+"""Sessions compiled for the replay loop: everything per file is done once, here.
 
-The hot loop only takes the next ``Step`` and sends it; no pydantic, no parsing,
-no string building per request.
+The hot loop takes the next ``Step``; if it has a ``Patch`` it fills the few places that
+carry live values, sends, and runs the step's extractors. No pydantic, no parsing, no
+string searching per request.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from itertools import accumulate
+from urllib.parse import quote, quote_plus
 
-from traffic_replay.format import Session
+import orjson
+
+from traffic_replay.correlation import Correlation, Encoding, Use, detect, find_token
+from traffic_replay.extraction import Extractor, compile_extractor
+from traffic_replay.format import Request, Session
+from traffic_replay.hosts import HostMap, unreplayable
 from traffic_replay.naming import endpoint_template
+from traffic_replay.rules import Rule, apply_rules
 
 # Headers the client library or the user's own state must own, not the recording:
 # hop-by-hop ones, lengths that the body sets, and the Cookie header (each user has its jar).
@@ -17,33 +26,104 @@ _DROPPED_HEADERS = frozenset({
     "host", "content-length", "cookie", "connection", "keep-alive", "proxy-connection",
     "proxy-authorization", "transfer-encoding", "te", "upgrade",
 })
+_ENCODERS: dict[Encoding, Callable[[str], str]] = {
+    "raw": str, "quote_plus": quote_plus, "quote": lambda v: quote(v, safe=""),
+}
+
+
+class Template:
+    """A text with holes: literal parts and (variable, encoder) pairs."""
+
+    __slots__ = ("parts",)
+
+    def __init__(self, parts: tuple[str | tuple[int, Callable[[str], str]], ...]) -> None:
+        self.parts = parts
+
+    def render(self, values: list[str]) -> str:
+        return "".join(p if isinstance(p, str) else p[1](values[p[0]]) for p in self.parts)
+
+
+def build_template(text: str, holes: list[tuple[int, Encoding, str]]) -> Template | None:
+    """``text`` with every whole-token occurrence of each needle made a hole, or None."""
+    spans: list[tuple[int, int, int, Encoding]] = []
+    for var, encoding, needle in holes:
+        start = 0
+        while (at := find_token(text, needle, start)) >= 0:
+            spans.append((at, at + len(needle), var, encoding))
+            start = at + len(needle)
+    if not spans:
+        return None
+    parts: list[str | tuple[int, Callable[[str], str]]] = []
+    cursor = 0
+    for begin, end, var, encoding in sorted(spans, key=lambda s: (s[0], -s[1])):
+        if begin < cursor:
+            continue  # overlaps a longer value already taken
+        parts += [text[cursor:begin], (var, _ENCODERS[encoding])]
+        cursor = end
+    parts.append(text[cursor:])
+    return Template(tuple(p for p in parts if p != ""))
+
+
+class Patch:
+    """The places of one step that carry live values."""
+
+    __slots__ = ("url_prefix", "path", "headers", "body", "variables")
+
+    def __init__(self, url_prefix: str, path: Template | None, headers: tuple[tuple[str, Template], ...],
+                 body: Template | None, variables: tuple[int, ...]) -> None:
+        self.url_prefix = url_prefix
+        self.path = path
+        self.headers = headers
+        self.body = body
+        self.variables = variables
+
+
+class Expected:
+    """What the recording answered at a step, for the divergence report."""
+
+    __slots__ = ("status", "location", "content_type", "json_keys")
+
+    def __init__(self, status: int, location: str | None, content_type: str, json_keys: frozenset[str] | None) -> None:
+        self.status = status
+        self.location = location
+        self.content_type = content_type
+        self.json_keys = json_keys
 
 
 class Step:
     """One request, ready to send."""
 
-    __slots__ = ("method", "path", "name", "headers", "body", "think", "expected", "label")
+    __slots__ = ("index", "method", "url", "name", "headers", "body", "think", "expected", "label", "patch",
+                 "extract", "skip", "recorded")
 
-    def __init__(self, method: str, path: str, name: str, headers: dict[str, str], body: bytes | None,
+    def __init__(self, index: int, method: str, url: str, name: str, headers: dict[str, str], body: bytes | None,
                  think: float, expected: int, label: str) -> None:
+        self.index = index  # 1-based, as users count steps
         self.method = method
-        self.path = path
+        self.url = url  # a path under --host, or an absolute URL for a mapped host
         self.name = name
         self.headers = headers
         self.body = body
         self.think = think  # seconds to wait before sending, already divided by --speed
         self.expected = expected  # recorded status class (2 for 2xx), 0 when no response was recorded
         self.label = label  # "session NAME step N", for failure messages
+        self.patch: Patch | None = None
+        self.extract: tuple[tuple[int, Extractor], ...] = ()
+        self.skip: str | None = None  # why this step is never sent
+        self.recorded: Expected | None = None
 
 
 class PreparedSession:
-    __slots__ = ("id", "name", "weight", "steps")
+    __slots__ = ("id", "name", "weight", "steps", "initial", "variables")
 
-    def __init__(self, id: str, name: str, weight: float, steps: tuple[Step, ...]) -> None:
+    def __init__(self, id: str, name: str, weight: float, steps: tuple[Step, ...], initial: tuple[str, ...],
+                 variables: tuple[Correlation, ...]) -> None:
         self.id = id
         self.name = name
         self.weight = weight
         self.steps = steps
+        self.initial = initial  # each variable's recorded value: what is sent when no live value was found
+        self.variables = variables
 
 
 def _headers(pairs: list[tuple[str, str]]) -> dict[str, str]:
@@ -56,27 +136,70 @@ def _headers(pairs: list[tuple[str, str]]) -> dict[str, str]:
     return merged
 
 
-def prepare_session(session: Session, speed: float) -> PreparedSession:
+def _expected(request: Request) -> Expected | None:
+    response = request.response
+    if response is None:
+        return None
+    headers = {n.lower(): v for n, v in response.headers}
+    ctype = headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    keys: frozenset[str] | None = None
+    body = response.body
+    if "json" in ctype and body is not None and body.encoding == "text" and not body.truncated:
+        try:
+            document = orjson.loads(body.data)
+        except orjson.JSONDecodeError:
+            document = None
+        keys = frozenset(document) if isinstance(document, dict) else None
+    location = headers.get("location")
+    return Expected(response.status, endpoint_template(location) if location else None, ctype, keys)
+
+
+def _patch(step: Step, request: Request, uses: list[tuple[int, Use, str]], base: str) -> Patch:
+    def holes(place: str, name: str = "") -> list[tuple[int, Encoding, str]]:
+        return [(var, use.encoding, _ENCODERS[use.encoding](use.recorded or value))
+                for var, use, value in uses if use.place == place and use.name.lower() == name.lower()]
+    path = build_template(request.path, holes("path"))
+    headers = tuple((name, t) for name, value in step.headers.items()
+                    if (t := build_template(value, holes("header", name))) is not None)
+    body = None
+    if request.body is not None and request.body.encoding == "text":
+        body = build_template(request.body.data, holes("body"))
+    return Patch(base, path, headers, body, tuple(sorted({var for var, _, _ in uses})))
+
+
+def prepare_session(session: Session, speed: float, hosts: HostMap | None = None, correlate: bool = True,
+                    rules: list[Rule] | None = None) -> PreparedSession:
+    correlations = detect(session) if correlate else []
+    if correlate and rules:
+        correlations = apply_rules(session, rules, correlations)
     steps: list[Step] = []
     previous_end: float | None = None
     for index, request in enumerate(session.requests, start=1):
         gap_ms = 0.0 if previous_end is None else max(request.offset_ms - previous_end, 0.0)
-        think = gap_ms / 1000 / speed if speed > 0 else 0.0
         previous_end = request.offset_ms + request.duration_ms
-        steps.append(Step(
-            method=request.method,
-            path=request.path,
-            name=endpoint_template(request.path),
-            headers=_headers(request.headers),
-            body=request.body.to_bytes() if request.body is not None else None,
-            think=think,
-            expected=request.response.status // 100 if request.response is not None else 0,
-            label=f"session {session.name!r} step {index}",
-        ))
-    return PreparedSession(session.id, session.name, session.weight, tuple(steps))
+        base = hosts.base_for(request) if hosts is not None else ""
+        prefix = "" if base is None or hosts is None or base == hosts.host else base
+        step = Step(index=index, method=request.method, url=prefix + request.path,
+                    name=endpoint_template(request.path), headers=_headers(request.headers),
+                    body=request.body.to_bytes() if request.body is not None else None,
+                    think=gap_ms / 1000 / speed if speed > 0 else 0.0,
+                    expected=request.response.status // 100 if request.response is not None else 0,
+                    label=f"session {session.name!r} step {index}")
+        not_mapped = f"host {request.host}:{request.port} not mapped" if base is None else None
+        step.skip = unreplayable(request) or not_mapped
+        step.recorded = _expected(request)
+        uses = [(var, use, c.value) for var, c in enumerate(correlations) for use in c.uses if use.step == index - 1]
+        if uses:
+            step.patch = _patch(step, request, uses, prefix)
+        step.extract = tuple((var, compile_extractor(source)) for var, c in enumerate(correlations)
+                             for source in c.sources if source.step == index - 1)
+        steps.append(step)
+    return PreparedSession(session.id, session.name, session.weight, tuple(steps),
+                           tuple(c.value for c in correlations), tuple(correlations))
 
 
-def prepare(sessions: list[Session], speed: float) -> tuple[tuple[PreparedSession, ...], tuple[float, ...]]:
+def prepare(sessions: list[Session], speed: float, hosts: HostMap | None = None, correlate: bool = True,
+            rules: list[Rule] | None = None) -> tuple[tuple[PreparedSession, ...], tuple[float, ...]]:
     """Prepared sessions with requests, and their cumulative weights for ``random.choices``."""
-    prepared = tuple(prepare_session(s, speed) for s in sessions if s.requests)
+    prepared = tuple(prepare_session(s, speed, hosts, correlate, rules) for s in sessions if s.requests)
     return prepared, tuple(accumulate(s.weight for s in prepared))

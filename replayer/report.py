@@ -1,31 +1,12 @@
-"""Build the run summary from Locust's own statistics (master or local runner)."""
+"""Build the run summary from Locust's own statistics and the run log (master or local)."""
 
 from __future__ import annotations
 
 from locust.env import Environment
 from locust.stats import StatsEntry
 
-from traffic_replay.summary import EndpointStats, FailureStats, SessionStats, Summary
-
-
-class SessionCounts:
-    """Session replays begun and ended, in this process (a worker reports its deltas)."""
-
-    __slots__ = ("started", "completed", "failed")
-
-    def __init__(self) -> None:
-        self.started = self.completed = self.failed = 0
-
-    def take(self) -> dict[str, int]:
-        """The counts so far, reset to zero: what a worker sends with each report."""
-        counts = {"started": self.started, "completed": self.completed, "failed": self.failed}
-        self.started = self.completed = self.failed = 0
-        return counts
-
-    def add(self, counts: dict[str, int]) -> None:
-        self.started += counts.get("started", 0)
-        self.completed += counts.get("completed", 0)
-        self.failed += counts.get("failed", 0)
+from replayer.divergence import RunLog
+from traffic_replay.summary import Divergence, EndpointStats, FailureStats, SessionStats, Summary, UnsourcedValue
 
 
 def _endpoint(entry: StatsEntry, duration: float) -> EndpointStats:
@@ -43,7 +24,7 @@ def _endpoint(entry: StatsEntry, duration: float) -> EndpointStats:
     )
 
 
-def build_summary(environment: Environment, sessions: SessionCounts) -> Summary:
+def build_summary(environment: Environment, log: RunLog) -> Summary:
     stats = environment.stats
     total = stats.total
     duration = max((total.last_request_timestamp or total.start_time) - total.start_time, 0.0)
@@ -53,7 +34,12 @@ def build_summary(environment: Environment, sessions: SessionCounts) -> Summary:
         duration_s=round(duration, 3),
         endpoints=[_endpoint(e, duration) for e in endpoints],
         total=_endpoint(total, duration).model_copy(update={"name": "Aggregated"}),
-        sessions=SessionStats(started=sessions.started, completed=sessions.completed, failed=sessions.failed),
+        sessions=SessionStats(started=log.started, completed=log.completed, failed=log.failed),
         failures=[FailureStats(method=e.method or "", name=e.name, error=str(e.error), occurrences=e.occurrences)
                   for e in sorted(stats.errors.values(), key=lambda e: -e.occurrences)],
+        skipped=dict(sorted(log.skipped.items())),
+        divergences=[Divergence(session=session, step=step, method=method, name=name, what=what, occurrences=count)
+                     for session, (step, method, name, what, count) in sorted(log.divergences.items())],
+        unsourced=[UnsourcedValue(session=session, step=step, value=value, occurrences=count)
+                   for (session, step, value), count in sorted(log.unsourced.items())],
     )

@@ -39,6 +39,8 @@ from jinja2 import DictLoader
 from werkzeug.exceptions import NotFound
 from werkzeug.wrappers import Response
 
+from traffic_replay.demo_selling import selling_blueprint
+
 PAGE_SIZE = 10
 DEMO_PASSWORD = "demo"
 SESSION_COOKIE = "sid"
@@ -302,6 +304,7 @@ def create_app(state: DemoState | None = None) -> Flask:
         st.log.clear()
         return "", 204
 
+    app.register_blueprint(selling_blueprint(st, session_cookie=SESSION_COOKIE, password=DEMO_PASSWORD))
     return app
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
+import orjson
 from pydantic import AliasChoices, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -43,6 +44,10 @@ class Settings(BaseSettings):
     summary_json: Path | None = Field(None, description="Write the run summary as JSON here.")
     check: bool = Field(True, description="Check that the target answers before a run.")
     check_timeout: Annotated[float, Field(gt=0)] = Field(5.0, description="Seconds to wait for the preflight check.")
+    correlate: bool = Field(True, description="Carry server-issued values (tokens, ids) over live; off to compare.")
+    rules: Path | None = Field(None, description="TOML file of correlation rules the detector cannot find.")
+    map_host: list[str] = Field(default_factory=list,
+                                description="ORIGINAL=URL: send a recorded host's requests to URL (repeatable).")
 
     # Record
     mode: str = Field("regular", description="mitmproxy mode: regular (explicit proxy) or reverse:URL.")
@@ -92,7 +97,12 @@ class Settings(BaseSettings):
         for name, value in self.model_dump(mode="json").items():
             if value is None:
                 continue
-            env[f"{ENV_PREFIX}{name.upper()}"] = str(value).lower() if isinstance(value, bool) else str(value)
+            if isinstance(value, bool):
+                env[f"{ENV_PREFIX}{name.upper()}"] = str(value).lower()
+            elif isinstance(value, list | dict):
+                env[f"{ENV_PREFIX}{name.upper()}"] = orjson.dumps(value).decode()  # pydantic-settings reads JSON
+            else:
+                env[f"{ENV_PREFIX}{name.upper()}"] = str(value)
         return env
 
 

@@ -41,6 +41,22 @@ class FailureStats(BaseModel):
     occurrences: int
 
 
+class Divergence(BaseModel):
+    session: str
+    step: int = Field(description="1-based step of the session where the replay first differed.")
+    method: str
+    name: str
+    what: str = Field(description="What differed: status, redirect target, content type or JSON keys.")
+    occurrences: int
+
+
+class UnsourcedValue(BaseModel):
+    session: str
+    step: int
+    value: str = Field(description="A recorded value sent again because no live value was found for it.")
+    occurrences: int
+
+
 class Summary(BaseModel):
     """Per-endpoint results of one run, plus sessions and failures."""
 
@@ -51,6 +67,9 @@ class Summary(BaseModel):
     total: EndpointStats
     sessions: SessionStats
     failures: list[FailureStats]
+    skipped: dict[str, int] = Field(default_factory=dict, description="Steps never sent, by reason.")
+    divergences: list[Divergence] = Field(default_factory=list)
+    unsourced: list[UnsourcedValue] = Field(default_factory=list)
 
     def write(self, path: Path) -> None:
         tmp = path.with_name(f".{path.name}.tmp")
@@ -76,6 +95,18 @@ def render(summary: Summary, console: Console) -> None:
     console.print(table)
     s = summary.sessions
     console.print(f"sessions: {s.started} started, {s.completed} completed, {s.failed} failed")
+    if summary.skipped:
+        console.print("skipped, never sent: " + ", ".join(f"{n} × {r}" for r, n in summary.skipped.items()))
+    if summary.divergences:
+        table = Table(title="Divergences from the recording (first per session)", title_justify="left")
+        for column in ("session", "step", "request", "what differs", "count"):
+            table.add_column(column, justify="right" if column in ("step", "count") else "left")
+        for d in summary.divergences:
+            table.add_row(d.session, str(d.step), f"{d.method} {d.name}", d.what, str(d.occurrences))
+        console.print(table)
+    for u in summary.unsourced:
+        console.print(f"recorded value sent again without a live source: session {u.session!r} step {u.step}:"
+                      f" {u.value[:40]} ({u.occurrences}×)", highlight=False, markup=False)
     if summary.failures:
         failures = Table(title="Failures", title_justify="left")
         for column in ("method", "endpoint", "error", "count"):

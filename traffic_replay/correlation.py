@@ -1,0 +1,252 @@
+"""Find, from a recording alone, the values a server handed out that later requests sent back.
+
+A CSRF token in a hidden input, an id in a JSON answer or a ``Location`` header, a bearer
+token: replayed verbatim they make a session fail (403, 404, 401). For each such value the
+detector names its *sources* (responses it can be extracted from, and how) and its *uses*
+(where later requests carry it). The replayer compiles both once per session file; each
+virtual user then extracts live values from its own responses and substitutes them.
+
+A value is correlated when it appears in a response before any request sent it (a value
+the client sent first, such as a typed username, is the client's own) and it looks
+dynamic: it contains a digit, or it is long. Pure Python: no mitmproxy, no locust.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from html.parser import HTMLParser
+from typing import Literal
+from urllib.parse import quote, quote_plus
+
+import orjson
+
+from traffic_replay.format import Request, Session
+
+ExtractKind = Literal["json", "header", "html_input", "html_meta", "cookie", "regex"]
+Encoding = Literal["raw", "quote", "quote_plus"]
+
+# Headers whose values are about the transport or the client, never a value to carry over.
+_IGNORED_RESPONSE_HEADERS = frozenset({
+    "date", "content-length", "content-type", "server", "connection", "keep-alive", "transfer-encoding", "vary",
+    "cache-control", "expires", "last-modified", "content-encoding", "accept-ranges", "age", "pragma", "via",
+    "x-powered-by", "strict-transport-security", "content-security-policy", "x-content-type-options",
+    "x-frame-options", "referrer-policy", "set-cookie", "alt-svc", "content-language", "access-control-allow-origin",
+    "access-control-allow-headers", "access-control-allow-methods", "access-control-allow-credentials",
+})
+_SKIPPED_REQUEST_HEADERS = frozenset({
+    "host", "content-length", "cookie", "connection", "keep-alive", "proxy-connection", "transfer-encoding", "te",
+    "upgrade", "user-agent", "accept", "accept-encoding", "accept-language",
+})
+_TOKEN_CHARS = re.compile(r"[A-Za-z0-9_\-]")
+_TOKEN_RUN = re.compile(r"[A-Za-z0-9_\-]+")
+_LOCATION_PARTS = re.compile(r"[^/?&=#;]+")
+MIN_LENGTH = 4
+LONG = 16
+
+
+def looks_dynamic(value: str) -> bool:
+    """Ids and tokens carry a digit or are long; short words ("books", "admin") are data."""
+    if len(value) >= LONG:
+        return True
+    return len(value) >= 2 and any(c.isdigit() for c in value) and (len(value) >= MIN_LENGTH or value.isdigit())
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """Where a value can be read from the response of request ``step`` (0-based)."""
+
+    step: int
+    kind: ExtractKind
+    key: str  # JSON path ("auth.access_token", "items.3.id"), header/cookie/input/meta name, or regex
+    prefix: str = ""  # header values: text around the value, so that "/listings/1001" yields "1001"
+    suffix: str = ""
+
+    def describe(self) -> str:
+        label = {"json": "JSON", "html_input": "input", "html_meta": "meta"}.get(self.kind, self.kind)
+        return f"{label} {self.key}"
+
+
+@dataclass(frozen=True, slots=True)
+class Use:
+    """Where request ``step`` sends the value: its path, a header, or its body."""
+
+    step: int
+    place: Literal["path", "header", "body"]
+    name: str = ""  # header name
+    encoding: Encoding = "raw"
+    recorded: str | None = None  # the text replaced there, when not the correlation's value (rules' inject)
+
+
+@dataclass(slots=True)
+class Correlation:
+    """One recorded value, its sources and its uses."""
+
+    value: str
+    sources: list[Source] = field(default_factory=list)
+    uses: list[Use] = field(default_factory=list)
+    rule: str | None = None  # name of the rules-file rule that declared it
+
+
+def json_leaves(node: object, path: str = "") -> Iterator[tuple[str, str]]:
+    if isinstance(node, dict):
+        for key, child in node.items():
+            yield from json_leaves(child, f"{path}.{key}" if path else str(key))
+    elif isinstance(node, list):
+        for index, child in enumerate(node):
+            yield from json_leaves(child, f"{path}.{index}" if path else str(index))
+    elif isinstance(node, str) or (isinstance(node, int) and not isinstance(node, bool)):
+        yield path, str(node)
+
+
+class _FormValues(HTMLParser):
+    """Hidden inputs and meta tags of an HTML page: where CSRF tokens live."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.found: list[tuple[ExtractKind, str, str]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = {k: v or "" for k, v in attrs}
+        if tag == "input" and a.get("type", "").lower() == "hidden" and a.get("name") and "value" in a:
+            self.found.append(("html_input", a["name"], a["value"]))
+        elif tag == "meta" and a.get("name") and a.get("content"):
+            self.found.append(("html_meta", a["name"], a["content"]))
+
+
+def response_values(request: Request, step: int) -> Iterator[tuple[str, Source]]:
+    """Every (value, source) a response offers, best extractor first for each value."""
+    response = request.response
+    if response is None:
+        return
+    for name, value in response.headers:
+        lower = name.lower()
+        if lower == "set-cookie":
+            cookie_name, _, rest = value.partition("=")
+            yield rest.split(";", 1)[0].strip(), Source(step, "cookie", cookie_name.strip())
+        elif lower == "location":
+            # Ids hide in the path and query of a redirect target: each part is a value.
+            for m in _LOCATION_PARTS.finditer(value):
+                yield m.group(), Source(step, "header", name, value[:m.start()], value[m.end():])
+        elif lower not in _IGNORED_RESPONSE_HEADERS:
+            yield value.strip(), Source(step, "header", name)
+    body = response.body
+    if body is None or body.encoding != "text" or body.truncated:
+        return
+    ctype = (body.content_type or "").lower()
+    if "json" in ctype:
+        try:
+            document = orjson.loads(body.data)
+        except orjson.JSONDecodeError:
+            return
+        for path, value in json_leaves(document):
+            yield value, Source(step, "json", path)
+    elif "html" in ctype:
+        parser = _FormValues()
+        parser.feed(body.data)
+        for kind, name, value in parser.found:
+            yield value, Source(step, kind, name)
+
+
+def _request_texts(request: Request) -> Iterator[tuple[Literal["path", "header", "body"], str, str]]:
+    yield "path", "", request.path
+    for name, value in request.headers:
+        if name.lower() not in _SKIPPED_REQUEST_HEADERS:
+            yield "header", name, value
+    if request.body is not None and request.body.encoding == "text":
+        yield "body", "", request.body.data
+
+
+def _encodings(value: str) -> list[tuple[Encoding, str]]:
+    forms: list[tuple[Encoding, str]] = [("raw", value)]
+    for encoding, encoded in (("quote_plus", quote_plus(value)), ("quote", quote(value, safe=""))):
+        if all(encoded != seen for _, seen in forms):
+            forms.append((encoding, encoded))  # type: ignore[arg-type]
+    return forms
+
+
+def find_token(text: str, value: str, start: int = 0) -> int:
+    """Index of ``value`` in ``text`` as a whole token (not inside a longer id), or -1."""
+    while (at := text.find(value, start)) >= 0:
+        before = text[at - 1] if at > 0 else ""
+        after = text[at + len(value)] if at + len(value) < len(text) else ""
+        if not (before and _TOKEN_CHARS.match(before)) and not (after and _TOKEN_CHARS.match(after)):
+            return at
+        start = at + 1
+    return -1
+
+
+def uses_in(request: Request, step: int, value: str) -> list[Use]:
+    uses: list[Use] = []
+    for place, name, text in _request_texts(request):
+        for encoding, form in _encodings(value):
+            if find_token(text, form) >= 0:
+                uses.append(Use(step, place, name, encoding))
+                break
+    return uses
+
+
+def _tokens(request: Request) -> set[str]:
+    return {t for _, _, text in _request_texts(request) for t in _TOKEN_RUN.findall(text)}
+
+
+def _sends(request: Request, tokens: set[str], value: str) -> bool:
+    if _TOKEN_RUN.fullmatch(value):
+        return value in tokens  # the common case: one set lookup, no scan
+    return any(find_token(text, form) >= 0 for _, _, text in _request_texts(request) for _, form in _encodings(value))
+
+
+def detect(session: Session) -> list[Correlation]:
+    """The correlations of one session, in the order their values first appear."""
+    candidates: dict[str, Correlation] = {}
+    client_values: set[str] = set()  # sent by the client before any response offered them
+    sent: list[tuple[Request, set[str]]] = []
+    for step, request in enumerate(session.requests):
+        tokens = _tokens(request)
+        sent.append((request, tokens))
+        for correlation in candidates.values():
+            if _sends(request, tokens, correlation.value):
+                correlation.uses.extend(uses_in(request, step, correlation.value))
+        offered: dict[str, Source] = {}
+        for value, source in response_values(request, step):
+            if value and value not in offered and looks_dynamic(value):
+                offered[value] = source
+        for value, source in offered.items():
+            if value in client_values:
+                continue
+            if value not in candidates and any(_sends(r, t, value) for r, t in sent):
+                client_values.add(value)
+                continue
+            candidates.setdefault(value, Correlation(value)).sources.append(source)
+    return [c for c in candidates.values() if c.uses]
+
+
+_PLACEHOLDER_LIKE = re.compile(
+    r"^(?:[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"  # UUID
+    r"|(?=[^\s]*\d)(?=[^\s]*[A-Za-z])[A-Za-z0-9_\-.~+/=]{16,})$")  # long mixed token
+_REQUEST_TOKENS = re.compile(r"[A-Za-z0-9_\-.~+/=%]{16,}")
+
+
+@dataclass(frozen=True, slots=True)
+class Unsourced:
+    """A value that looks server-made but no earlier response offered: a likely failure."""
+
+    step: int
+    place: str
+    value: str
+
+
+def unsourced_values(session: Session, correlations: list[Correlation]) -> list[Unsourced]:
+    known = {c.value for c in correlations}
+    seen: set[str] = set()
+    found: list[Unsourced] = []
+    for step, request in enumerate(session.requests):
+        for place, name, text in _request_texts(request):
+            for token in _REQUEST_TOKENS.findall(text):
+                token = token.strip("=/")
+                if token in known or token in seen or not _PLACEHOLDER_LIKE.match(token):
+                    continue
+                seen.add(token)
+                found.append(Unsourced(step, f"{place} {name}".strip(), token))
+    return found

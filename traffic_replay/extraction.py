@@ -1,0 +1,143 @@
+"""Read a correlated value out of a response: compiled once per source, run per response.
+
+The same extractors read the recorded responses (to find what a rules-file rule would
+have extracted) and the live ones (in the replayer's hot loop), so that what was
+detected is exactly what is replayed.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Callable
+
+import orjson
+
+from traffic_replay.correlation import Source
+from traffic_replay.format import Request
+
+_MISSING = object()
+
+
+class ResponseView:
+    """What extractors may read from a response; JSON is parsed at most once, on demand."""
+
+    __slots__ = ("_header", "content", "_cookie", "_json")
+
+    def __init__(self, header: Callable[[str], str | None], content: bytes,
+                 cookie: Callable[[str], str | None]) -> None:
+        self._header = header
+        self.content = content
+        self._cookie = cookie
+        self._json: object = _MISSING
+
+    def header(self, name: str) -> str | None:
+        return self._header(name)
+
+    def cookie(self, name: str) -> str | None:
+        return self._cookie(name)
+
+    def json(self) -> object:
+        if self._json is _MISSING:
+            try:
+                self._json = orjson.loads(self.content) if self.content else None
+            except orjson.JSONDecodeError:
+                self._json = None
+        return self._json
+
+
+Extractor = Callable[[ResponseView], str | None]
+
+
+def _json_extractor(path: str) -> Extractor:
+    keys: tuple[str | int, ...] = tuple(int(k) if k.isdigit() else k for k in path.split(".")) if path else ()
+
+    def extract(view: ResponseView) -> str | None:
+        node = view.json()
+        for key in keys:
+            if isinstance(node, dict):
+                node = node.get(str(key), _MISSING)
+            elif isinstance(node, list) and isinstance(key, int) and key < len(node):
+                node = node[key]
+            else:
+                return None
+            if node is _MISSING:
+                return None
+        if isinstance(node, bool) or not isinstance(node, str | int):
+            return None
+        return str(node)
+    return extract
+
+
+def _attribute_extractor(tag: str, name: str, attribute: str) -> Extractor:
+    # Attribute order varies between pages and frameworks: accept both.
+    n, a = re.escape(name).encode(), attribute.encode()
+    pattern = re.compile(
+        rb"<" + tag.encode() + rb"\b[^>]*?\bname=[\"']" + n + rb"[\"'][^>]*?\b" + a + rb"=[\"']([^\"']*)[\"']"
+        rb"|<" + tag.encode() + rb"\b[^>]*?\b" + a + rb"=[\"']([^\"']*)[\"'][^>]*?\bname=[\"']" + n + rb"[\"']",
+        re.IGNORECASE)
+
+    def extract(view: ResponseView) -> str | None:
+        m = pattern.search(view.content)
+        if m is None:
+            return None
+        return html.unescape((m.group(1) if m.group(1) is not None else m.group(2)).decode("utf-8", "replace"))
+    return extract
+
+
+def _header_extractor(name: str, prefix: str, suffix: str) -> Extractor:
+    if not prefix and not suffix:
+        def whole(view: ResponseView) -> str | None:
+            value = view.header(name)
+            return value.strip() if value else None
+        return whole
+    # A part of a header (an id in a Location): the same text around it, any value in between.
+    pattern = re.compile(re.escape(prefix) + r"([^/?&=#;]+)" + re.escape(suffix) + "$")
+
+    def part(view: ResponseView) -> str | None:
+        value = view.header(name)
+        m = pattern.search(value) if value else None
+        return m.group(1) if m else None
+    return part
+
+
+def _regex_extractor(expression: str) -> Extractor:
+    pattern = re.compile(expression.encode())
+
+    def extract(view: ResponseView) -> str | None:
+        m = pattern.search(view.content)
+        if m is None:
+            return None
+        return (m.group(1) if pattern.groups else m.group(0)).decode("utf-8", "replace")
+    return extract
+
+
+def compile_extractor(source: Source) -> Extractor:
+    """A function that reads ``source``'s value from a response, or None when it is absent."""
+    if source.kind == "json":
+        return _json_extractor(source.key)
+    if source.kind == "header":
+        return _header_extractor(source.key, source.prefix, source.suffix)
+    if source.kind == "html_input":
+        return _attribute_extractor("input", source.key, "value")
+    if source.kind == "html_meta":
+        return _attribute_extractor("meta", source.key, "content")
+    if source.kind == "cookie":
+        name = source.key
+        return lambda view: view.cookie(name)
+    return _regex_extractor(source.key)
+
+
+def recorded_view(request: Request) -> ResponseView | None:
+    """The recorded response of ``request`` seen as the replayer sees a live one."""
+    response = request.response
+    if response is None:
+        return None
+    headers = {name.lower(): value for name, value in response.headers}
+    cookies: dict[str, str] = {}
+    for name, value in response.headers:
+        if name.lower() == "set-cookie":
+            cookie, _, rest = value.partition("=")
+            cookies[cookie.strip()] = rest.split(";", 1)[0].strip()
+    content = response.body.to_bytes() if response.body is not None else b""
+    return ResponseView(lambda n: headers.get(n.lower()), content, cookies.get)
