@@ -52,7 +52,7 @@ class RunLog:
         if expected is None:
             return
         known = self.divergences.get(session)
-        if known is not None and known[0] <= step.index:
+        if known is not None and known[0] < step.index:
             return
         if status != expected.status:
             self.diverged(session, step, f"status {status}, recorded {expected.status}")

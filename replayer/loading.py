@@ -2,19 +2,33 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from replayer.prepared import PreparedSession, prepare
 from traffic_replay.errors import ConfigError
 from traffic_replay.format import load_recordings
 from traffic_replay.hosts import HostMap, parse_host_maps, primary_host
 from traffic_replay.rules import load_rules
 from traffic_replay.settings import Settings
+from traffic_replay.userdata import load_rows, parse_data_map
 
 
-def load_prepared(settings: Settings, host: str | None) -> tuple[tuple[PreparedSession, ...], tuple[float, ...]]:
+class Replay(NamedTuple):
+    sessions: tuple[PreparedSession, ...]
+    cum_weights: tuple[float, ...]
+    rows: tuple[dict[str, str], ...]  # --data rows, one per virtual user (round robin)
+
+
+def load_prepared(settings: Settings, host: str | None) -> Replay:
     target = host or settings.host
     if not target:
         raise ConfigError("no target: pass --host URL (or set REPLAY_HOST or BASE_URL)")
     sessions = load_recordings(settings.recordings)
     rules = load_rules(settings.rules) if settings.rules is not None else []
     hosts = HostMap(target.rstrip("/"), primary_host(sessions), parse_host_maps(settings.map_host))
-    return prepare(sessions, settings.speed, hosts, settings.correlate, rules)
+    data_map = parse_data_map(settings.data_map)
+    if data_map and settings.data is None:
+        raise ConfigError("--data-map needs --data FILE.csv")
+    rows = load_rows(settings.data, set(data_map.values())) if settings.data is not None else []
+    prepared, cum_weights = prepare(sessions, settings.speed, hosts, settings.correlate, rules, data_map)
+    return Replay(prepared, cum_weights, tuple(rows))

@@ -13,6 +13,8 @@ from __future__ import annotations
 import logging
 import random
 import sys
+from collections.abc import Iterator
+from itertools import count
 from typing import Any, ClassVar
 
 import gevent
@@ -41,17 +43,29 @@ class ReplayUser(FastHttpUser):
 
     sessions: ClassVar[tuple[PreparedSession, ...]] = ()
     cum_weights: ClassVar[tuple[float, ...]] = ()
+    rows: ClassVar[tuple[dict[str, str], ...]] = ()
+    users_started: ClassVar[Iterator[int]] = count()
     log: ClassVar[RunLog] = RunLog()
+
+    def on_start(self) -> None:
+        # Each user its own row, round robin; each worker starts at its own offset.
+        offset = getattr(self.environment.runner, "worker_index", 0)
+        self.row = self.rows[(next(self.users_started) + offset) % len(self.rows)] if self.rows else {}
 
     @task
     def replay_session(self) -> None:
         session = random.choices(self.sessions, cum_weights=self.cum_weights)[0]
         log = self.log
         log.started += 1
+        if session.missing is not None:
+            self._fail_unsendable(session, session.missing)
+            return
         # A new session is a new visit: no cookies, no live values yet (the recorded ones stand in).
         self.client.cookiejar.clear()
         values = list(session.initial)
-        live = [False] * len(values)
+        live = list(session.live)
+        for var, column in session.data:
+            values[var], live[var] = self.row[column], True
         failed = False
         request = self.client.request
         for step in session.steps:
@@ -102,6 +116,12 @@ class ReplayUser(FastHttpUser):
         body = patch.body.render(values).encode() if patch.body is not None else step.body
         return url, headers, body
 
+    def _fail_unsendable(self, session: PreparedSession, reason: str) -> None:
+        first = session.steps[0]
+        self.environment.events.request.fire(request_type=first.method, name=first.name, response_time=0,
+                                             response_length=0, exception=ReplayError(reason), context={})
+        self.log.failed += 1
+
     def _cookie(self, name: str) -> str | None:
         found = None
         for cookie in self.client.cookiejar:
@@ -131,7 +151,7 @@ def _load_sessions(environment: Environment, **_kwargs: Any) -> None:
         environment.events.report_to_master.add_listener(
             lambda client_id, data: data.__setitem__("replay", ReplayUser.log.take()))
     try:
-        ReplayUser.sessions, ReplayUser.cum_weights = load_prepared(settings, environment.host)
+        ReplayUser.sessions, ReplayUser.cum_weights, ReplayUser.rows = load_prepared(settings, environment.host)
     except ReplayError as e:
         for line in str(e).splitlines():
             logger.error(f"error: {line}")

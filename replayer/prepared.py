@@ -7,17 +7,19 @@ string searching per request.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Mapping
 from itertools import accumulate
-from urllib.parse import quote, quote_plus
+from urllib.parse import quote, quote_plus, unquote_plus
 
 import orjson
 
-from traffic_replay.correlation import Correlation, Encoding, Use, detect, find_token
+from traffic_replay.correlation import Correlation, Encoding, Use, detect, find_token, request_texts, uses_in
 from traffic_replay.extraction import Extractor, compile_extractor
 from traffic_replay.format import Request, Session
 from traffic_replay.hosts import HostMap, unreplayable
 from traffic_replay.naming import endpoint_template
+from traffic_replay.redacted import PLACEHOLDER, secret_env_name, secret_from_env
 from traffic_replay.rules import Rule, apply_rules
 
 # Headers the client library or the user's own state must own, not the recording:
@@ -114,16 +116,21 @@ class Step:
 
 
 class PreparedSession:
-    __slots__ = ("id", "name", "weight", "steps", "initial", "variables")
+    __slots__ = ("id", "name", "weight", "steps", "initial", "live", "variables", "data", "missing")
 
-    def __init__(self, id: str, name: str, weight: float, steps: tuple[Step, ...], initial: tuple[str, ...],
+    def __init__(self, id: str, name: str, weight: float, steps: tuple[Step, ...],
                  variables: tuple[Correlation, ...]) -> None:
         self.id = id
         self.name = name
         self.weight = weight
         self.steps = steps
-        self.initial = initial  # each variable's recorded value: what is sent when no live value was found
         self.variables = variables
+        # Each variable's value before any response: the recorded one (sent, and reported,
+        # when no live value was found), or a secret supplied from the environment.
+        self.initial = tuple(c.value for c in variables)
+        self.live = tuple(False for _ in variables)
+        self.data: tuple[tuple[int, str], ...] = ()  # (variable, CSV column) filled from each user's row
+        self.missing: str | None = None  # why this session cannot be replayed at all
 
 
 def _headers(pairs: list[tuple[str, str]]) -> dict[str, str]:
@@ -167,11 +174,38 @@ def _patch(step: Step, request: Request, uses: list[tuple[int, Use, str]], base:
     return Patch(base, path, headers, body, tuple(sorted({var for var, _, _ in uses})))
 
 
+def _seeded(session: Session, correlations: list[Correlation], data_map: dict[str, str],
+            environ: Mapping[str, str]) -> tuple[list[Correlation], list[tuple[int, str]], dict[int, str], list[str]]:
+    """Variables set before the session runs: data columns and redacted secrets."""
+    variables = [c for c in correlations if c.value not in data_map]
+    data: list[tuple[int, str]] = []
+    secrets: dict[int, str] = {}
+    missing: list[str] = []
+    for recorded, column in data_map.items():
+        uses = [u for step, r in enumerate(session.requests) for u in uses_in(r, step, recorded)]
+        if uses:
+            data.append((len(variables), column))
+            variables.append(Correlation(recorded, uses=uses, rule=f"data:{column}"))
+    sourced = {c.value for c in variables}
+    for redacted in sorted({m.group() for r in session.requests for _, _, text in request_texts(r)
+                            for m in PLACEHOLDER.finditer(unquote_plus(text))} - sourced):
+        uses = [u for step, r in enumerate(session.requests) for u in uses_in(r, step, redacted)]
+        value = secret_from_env(redacted, environ)
+        if value is None:
+            missing.append(redacted)
+        else:
+            secrets[len(variables)] = value
+        variables.append(Correlation(redacted, uses=uses, rule="secret"))
+    return variables, data, secrets, missing
+
+
 def prepare_session(session: Session, speed: float, hosts: HostMap | None = None, correlate: bool = True,
-                    rules: list[Rule] | None = None) -> PreparedSession:
+                    rules: list[Rule] | None = None, data_map: dict[str, str] | None = None,
+                    environ: Mapping[str, str] = os.environ) -> PreparedSession:
     correlations = detect(session) if correlate else []
     if correlate and rules:
         correlations = apply_rules(session, rules, correlations)
+    correlations, data, secrets, missing = _seeded(session, correlations, data_map or {}, environ)
     steps: list[Step] = []
     previous_end: float | None = None
     for index, request in enumerate(session.requests, start=1):
@@ -194,12 +228,20 @@ def prepare_session(session: Session, speed: float, hosts: HostMap | None = None
         step.extract = tuple((var, compile_extractor(source)) for var, c in enumerate(correlations)
                              for source in c.sources if source.step == index - 1)
         steps.append(step)
-    return PreparedSession(session.id, session.name, session.weight, tuple(steps),
-                           tuple(c.value for c in correlations), tuple(correlations))
+    prepared = PreparedSession(session.id, session.name, session.weight, tuple(steps), tuple(correlations))
+    prepared.initial = tuple(secrets.get(i, c.value) for i, c in enumerate(correlations))
+    prepared.live = tuple(i in secrets for i in range(len(correlations)))
+    prepared.data = tuple(data)
+    if missing:
+        names = ", ".join(f"{m} (set {secret_env_name(m)} or map a --data column to it)" for m in missing)
+        prepared.missing = f"session {session.name!r} needs a secret nobody supplied: {names}"
+    return prepared
 
 
 def prepare(sessions: list[Session], speed: float, hosts: HostMap | None = None, correlate: bool = True,
-            rules: list[Rule] | None = None) -> tuple[tuple[PreparedSession, ...], tuple[float, ...]]:
+            rules: list[Rule] | None = None, data_map: dict[str, str] | None = None,
+            environ: Mapping[str, str] = os.environ) -> tuple[tuple[PreparedSession, ...], tuple[float, ...]]:
     """Prepared sessions with requests, and their cumulative weights for ``random.choices``."""
-    prepared = tuple(prepare_session(s, speed, hosts, correlate, rules) for s in sessions if s.requests)
+    prepared = tuple(prepare_session(s, speed, hosts, correlate, rules, data_map, environ)
+                     for s in sessions if s.requests)
     return prepared, tuple(accumulate(s.weight for s in prepared))

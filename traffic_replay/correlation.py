@@ -120,6 +120,10 @@ def response_values(request: Request, step: int) -> Iterator[tuple[str, Source]]
     response = request.response
     if response is None:
         return
+    # Body values first: a JSON path outlives the wording of a header.
+    body = response.body
+    if body is not None and body.encoding == "text" and not body.truncated:
+        yield from _body_values(body.content_type, body.data, step)
     for name, value in response.headers:
         lower = name.lower()
         if lower == "set-cookie":
@@ -131,25 +135,25 @@ def response_values(request: Request, step: int) -> Iterator[tuple[str, Source]]
                 yield m.group(), Source(step, "header", name, value[:m.start()], value[m.end():])
         elif lower not in _IGNORED_RESPONSE_HEADERS:
             yield value.strip(), Source(step, "header", name)
-    body = response.body
-    if body is None or body.encoding != "text" or body.truncated:
-        return
-    ctype = (body.content_type or "").lower()
+
+
+def _body_values(content_type: str | None, data: str, step: int) -> Iterator[tuple[str, Source]]:
+    ctype = (content_type or "").lower()
     if "json" in ctype:
         try:
-            document = orjson.loads(body.data)
+            document = orjson.loads(data)
         except orjson.JSONDecodeError:
             return
         for path, value in json_leaves(document):
             yield value, Source(step, "json", path)
     elif "html" in ctype:
         parser = _FormValues()
-        parser.feed(body.data)
+        parser.feed(data)
         for kind, name, value in parser.found:
             yield value, Source(step, kind, name)
 
 
-def _request_texts(request: Request) -> Iterator[tuple[Literal["path", "header", "body"], str, str]]:
+def request_texts(request: Request) -> Iterator[tuple[Literal["path", "header", "body"], str, str]]:
     yield "path", "", request.path
     for name, value in request.headers:
         if name.lower() not in _SKIPPED_REQUEST_HEADERS:
@@ -179,7 +183,7 @@ def find_token(text: str, value: str, start: int = 0) -> int:
 
 def uses_in(request: Request, step: int, value: str) -> list[Use]:
     uses: list[Use] = []
-    for place, name, text in _request_texts(request):
+    for place, name, text in request_texts(request):
         for encoding, form in _encodings(value):
             if find_token(text, form) >= 0:
                 uses.append(Use(step, place, name, encoding))
@@ -188,13 +192,13 @@ def uses_in(request: Request, step: int, value: str) -> list[Use]:
 
 
 def _tokens(request: Request) -> set[str]:
-    return {t for _, _, text in _request_texts(request) for t in _TOKEN_RUN.findall(text)}
+    return {t for _, _, text in request_texts(request) for t in _TOKEN_RUN.findall(text)}
 
 
 def _sends(request: Request, tokens: set[str], value: str) -> bool:
     if _TOKEN_RUN.fullmatch(value):
         return value in tokens  # the common case: one set lookup, no scan
-    return any(find_token(text, form) >= 0 for _, _, text in _request_texts(request) for _, form in _encodings(value))
+    return any(find_token(text, form) >= 0 for _, _, text in request_texts(request) for _, form in _encodings(value))
 
 
 def detect(session: Session) -> list[Correlation]:
@@ -225,7 +229,7 @@ def detect(session: Session) -> list[Correlation]:
 _PLACEHOLDER_LIKE = re.compile(
     r"^(?:[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"  # UUID
     r"|(?=[^\s]*\d)(?=[^\s]*[A-Za-z])[A-Za-z0-9_\-.~+/=]{16,})$")  # long mixed token
-_REQUEST_TOKENS = re.compile(r"[A-Za-z0-9_\-.~+/=%]{16,}")
+_REQUEST_TOKENS = re.compile(r"[A-Za-z0-9_\-.~+%]{16,}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,9 +246,8 @@ def unsourced_values(session: Session, correlations: list[Correlation]) -> list[
     seen: set[str] = set()
     found: list[Unsourced] = []
     for step, request in enumerate(session.requests):
-        for place, name, text in _request_texts(request):
+        for place, name, text in request_texts(request):
             for token in _REQUEST_TOKENS.findall(text):
-                token = token.strip("=/")
                 if token in known or token in seen or not _PLACEHOLDER_LIKE.match(token):
                     continue
                 seen.add(token)

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from rich.console import Console
 from rich.table import Table
 
+from traffic_replay.correlation import detect, unsourced_values
 from traffic_replay.format import Session
+from traffic_replay.hosts import unreplayable
 from traffic_replay.naming import endpoint_template
+from traffic_replay.rules import Rule, apply_rules
 
 
 class SessionRow(BaseModel):
@@ -29,14 +32,47 @@ class EndpointRow(BaseModel):
     statuses: dict[str, int]
 
 
+class CorrelationRow(BaseModel):
+    session: str
+    value: str
+    sources: list[str] = Field(description="Where the live value is read, e.g. 'step 4 JSON listing.id'.")
+    uses: list[str] = Field(description="Where it is sent, e.g. 'step 5 path'.")
+    rule: str | None = None
+
+
 class Inspection(BaseModel):
     sessions: list[SessionRow]
     endpoints: list[EndpointRow]
     hosts: list[str]
     total_requests: int
+    correlations: list[CorrelationRow] = Field(default_factory=list)
+    warnings: list[str] = Field(default_factory=list)
 
 
-def inspect_sessions(sessions: list[Session]) -> Inspection:
+def _short(value: str) -> str:
+    return value if len(value) <= 24 else value[:21] + "…"
+
+
+def _correlations(session: Session, rules: list[Rule]) -> tuple[list[CorrelationRow], list[str]]:
+    found = detect(session)
+    if rules:
+        found = apply_rules(session, rules, found)
+    rows = [CorrelationRow(session=session.name, value=_short(c.value), rule=c.rule,
+                           sources=[f"step {s.step + 1} {s.describe()}" for s in c.sources],
+                           uses=[f"step {u.step + 1} {u.place}{' ' + u.name if u.name else ''}" for u in c.uses])
+            for c in found]
+    warnings = [f"session {session.name!r} step {u.step + 1}: {_short(u.value)} in the {u.place} looks issued by the"
+                f" server but no earlier response has it: it will be sent as recorded (add a rule?)"
+                for u in unsourced_values(session, found)]
+    for step, request in enumerate(session.requests, start=1):
+        if reason := unreplayable(request):
+            warnings.append(f"session {session.name!r} step {step}: {request.method} {request.path} is {reason}:"
+                            " skipped at replay")
+    return rows, warnings
+
+
+def inspect_sessions(sessions: list[Session], rules: list[Rule] | None = None) -> Inspection:
+    found = [_correlations(s, rules or []) for s in sessions]
     counts: Counter[tuple[str, str]] = Counter()
     statuses: defaultdict[tuple[str, str], Counter[str]] = defaultdict(Counter)
     in_sessions: defaultdict[tuple[str, str], set[str]] = defaultdict(set)
@@ -54,6 +90,8 @@ def inspect_sessions(sessions: list[Session]) -> Inspection:
                    for (m, n), c in sorted(counts.items(), key=lambda kv: (kv[0][1], kv[0][0]))],
         hosts=sorted({h for s in sessions for h in s.hosts}),
         total_requests=sum(len(s.requests) for s in sessions),
+        correlations=[row for rows, _ in found for row in rows],
+        warnings=[w for _, warnings in found for w in warnings],
     )
 
 
@@ -71,3 +109,14 @@ def render_inspection(report: Inspection, console: Console) -> None:
         endpoints.add_row(e.method, e.name, str(e.requests), str(e.sessions),
                           " ".join(f"{k}×{v}" for k, v in e.statuses.items()))
     console.print(endpoints)
+    if report.correlations:
+        table = Table(title=f"{len(report.correlations)} correlations (carried over live at replay)",
+                      title_justify="left")
+        for column in ("session", "value", "from", "sent in"):
+            table.add_column(column)
+        for c in report.correlations:
+            table.add_row(c.session, c.value, ", ".join(c.sources[:2]) + (" …" if len(c.sources) > 2 else ""),
+                          ", ".join(c.uses))
+        console.print(table)
+    for warning in report.warnings:
+        console.print(f"[yellow]warning:[/] {warning}", highlight=False)

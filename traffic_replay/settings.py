@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     rules: Path | None = Field(None, description="TOML file of correlation rules the detector cannot find.")
     map_host: list[str] = Field(default_factory=list,
                                 description="ORIGINAL=URL: send a recorded host's requests to URL (repeatable).")
+    data: Path | None = Field(None, description="CSV file: each virtual user gets its own row.")
+    data_map: list[str] = Field(default_factory=list,
+                                description="COLUMN=RECORDED: a data column replaces a recorded value (repeatable).")
 
     # Record
     mode: str = Field("regular", description="mitmproxy mode: regular (explicit proxy) or reverse:URL.")

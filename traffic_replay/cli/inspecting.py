@@ -12,15 +12,17 @@ import typer
 from traffic_replay.cli.app import app, out
 from traffic_replay.format import load_recordings, session_schema
 from traffic_replay.inspection import inspect_sessions, render_inspection
+from traffic_replay.rules import load_rules
 
 
 @app.command()
 def inspect(
     directory: Annotated[Path, typer.Argument(help="Recordings directory.")] = Path("recordings"),
     json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    rules: Annotated[Path | None, typer.Option(help="TOML file of correlation rules.")] = None,
 ) -> None:
-    """Show the sessions and endpoints of a recordings directory."""
-    report = inspect_sessions(load_recordings(directory))
+    """Show the sessions, endpoints, correlations and warnings of a recordings directory."""
+    report = inspect_sessions(load_recordings(directory), load_rules(rules) if rules is not None else None)
     if json:
         sys.stdout.write(orjson.dumps(report.model_dump(mode="json"), option=orjson.OPT_INDENT_2).decode() + "\n")
     else:

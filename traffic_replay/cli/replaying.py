@@ -80,11 +80,27 @@ def run(
     html: Annotated[Path | None, typer.Option(help="Locust's HTML report file.")] = None,
     summary_json: Annotated[Path | None, typer.Option(help="Write the summary as JSON here.")] = None,
     check: Annotated[bool | None, typer.Option("--check/--no-check", help="Preflight check of the target.")] = None,
+    correlate: Annotated[bool | None, typer.Option(
+        "--correlate/--no-correlate", help="Carry server-issued values over live (on by default).")] = None,
+    rules: Annotated[Path | None, typer.Option(help="TOML file of correlation rules.")] = None,
+    map_host: Annotated[list[str] | None, typer.Option(help="ORIGINAL=URL: also send this recorded host's requests.")
+                        ] = None,
+    data: Annotated[Path | None, typer.Option(help="CSV file: one row per virtual user.")] = None,
+    data_map: Annotated[list[str] | None, typer.Option(help="COLUMN=RECORDED: a column replaces a recorded value.")
+                        ] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print what would be sent where; send nothing.")] = False,
 ) -> None:
     """Replay recorded sessions against a target with Locust."""
     settings = Settings.build(recordings=directory, host=host, users=users, spawn_rate=spawn_rate,
                               run_time=run_time, speed=speed, headless=headless, web_host=web_host,
-                              web_port=web_port, csv=csv, html=html, summary_json=summary_json, check=check)
+                              web_port=web_port, csv=csv, html=html, summary_json=summary_json, check=check,
+                              correlate=correlate, rules=rules, map_host=map_host or None, data=data,
+                              data_map=data_map or None)
+    if dry_run:
+        _require_host(settings)
+        load_recordings(settings.recordings)
+        plan = subprocess.run([sys.executable, "-m", "replayer.plan"], env={**os.environ, **settings.to_env()})
+        raise typer.Exit(plan.returncode)
     raise typer.Exit(_run_locust(settings))
 
 
