@@ -433,7 +433,11 @@ def main() -> int:
     sample_at = (2 + 0.3 * opts.seconds, 1 + 0.8 * opts.seconds)
 
     signal.signal(signal.SIGTERM, _interrupted)  # clean up as on Ctrl-C
-    nginx_bin = ensure_nginx()
+    try:
+        nginx_bin = ensure_nginx()
+    except (RuntimeError, OSError, subprocess.CalledProcessError) as e:
+        log(f"error: cannot install nginx: {e}")
+        return 2
     tmp = Path(tempfile.mkdtemp(prefix="replay-bench-"))
     nginx = None
     runs: list[dict] = []

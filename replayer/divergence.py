@@ -14,8 +14,8 @@ import orjson
 from replayer.prepared import Expected, Step
 from traffic_replay.naming import endpoint_template
 
-# Parsing JSON to compare keys costs; a session's shape is checked on its first replays only.
-SHAPE_CHECKS_PER_SESSION = 20
+# Responses per session (and process) whose redirect, content type and JSON keys are compared.
+SHAPE_CHECKS_PER_SESSION = 500
 
 
 class RunLog:
@@ -57,6 +57,12 @@ class RunLog:
         if status != expected.status:
             self.diverged(session, step, f"status {status}, recorded {expected.status}")
             return
+        # Redirects, content types and JSON keys are compared on a session's first responses only:
+        # a replay that matched then keeps matching, and the lookups would tax every request.
+        checks = self.shape_checks.get(session, 0)
+        if checks >= SHAPE_CHECKS_PER_SESSION:
+            return
+        self.shape_checks[session] = checks + 1
         location = header("location")
         if (endpoint_template(location) if location else None) != expected.location:
             self.diverged(session, step, f"redirect to {location}, recorded {expected.location}")
@@ -65,8 +71,7 @@ class RunLog:
         if ctype != expected.content_type:
             self.diverged(session, step, f"content type {ctype or 'none'}, recorded {expected.content_type}")
             return
-        if expected.json_keys is not None and self.shape_checks.get(session, 0) < SHAPE_CHECKS_PER_SESSION:
-            self.shape_checks[session] = self.shape_checks.get(session, 0) + 1
+        if expected.json_keys is not None:
             try:
                 document = orjson.loads(content)
             except orjson.JSONDecodeError:

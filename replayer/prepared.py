@@ -16,7 +16,7 @@ import orjson
 
 from traffic_replay.correlation import Correlation, Encoding, Use, detect, find_token, request_texts, uses_in
 from traffic_replay.extraction import Extractor, compile_extractor
-from traffic_replay.format import Request, Session
+from traffic_replay.format import Request, Response, Session
 from traffic_replay.hosts import HostMap, unreplayable
 from traffic_replay.naming import endpoint_template
 from traffic_replay.redacted import PLACEHOLDER, secret_env_name, secret_from_env
@@ -30,6 +30,7 @@ _DROPPED_HEADERS = frozenset({
 })
 _ENCODERS: dict[Encoding, Callable[[str], str]] = {
     "raw": str, "quote_plus": quote_plus, "quote": lambda v: quote(v, safe=""),
+    "quote_lenient": lambda v: quote(v, safe=":/@"),
 }
 
 
@@ -174,6 +175,13 @@ def _patch(step: Step, request: Request, uses: list[tuple[int, Use, str]], base:
     return Patch(base, path, headers, body, tuple(sorted({var for var, _, _ in uses})))
 
 
+def _response_texts(response: Response) -> list[str]:
+    texts = [value for _, value in response.headers]
+    if response.body is not None and response.body.encoding == "text":
+        texts.append(response.body.data)
+    return texts
+
+
 def _seeded(session: Session, correlations: list[Correlation], data_map: dict[str, str],
             environ: Mapping[str, str]) -> tuple[list[Correlation], list[tuple[int, str]], dict[int, str], list[str]]:
     """Variables set before the session runs: data columns and redacted secrets."""
@@ -186,7 +194,12 @@ def _seeded(session: Session, correlations: list[Correlation], data_map: dict[st
         if uses:
             data.append((len(variables), column))
             variables.append(Correlation(recorded, uses=uses, rule=f"data:{column}"))
-    sourced = {c.value for c in variables}
+    # A placeholder that a correlation replaces (its value, or the text a rule injects over) has a live source.
+    sourced = {c.value for c in variables} | {u.recorded for c in variables for u in c.uses if u.recorded}
+    # A placeholder some response handed out is a server-issued token, not the user's secret: with
+    # correlation off it is sent as recorded (and fails as a verbatim replay would).
+    sourced |= {m.group() for r in session.requests if r.response is not None
+                for text in _response_texts(r.response) for m in PLACEHOLDER.finditer(text)}
     for redacted in sorted({m.group() for r in session.requests for _, _, text in request_texts(r)
                             for m in PLACEHOLDER.finditer(unquote_plus(text))} - sourced):
         uses = [u for step, r in enumerate(session.requests) for u in uses_in(r, step, redacted)]

@@ -23,3 +23,11 @@ def make_session(requests: list[Request] | None = None, id: str = "s1", name: st
                  weight: float = 1.0) -> Session:
     return Session(id=id, name=name, weight=weight, started_at=datetime(2026, 1, 1, tzinfo=UTC),
                    requests=requests if requests is not None else [make_request()])
+
+
+def answered(request: Request, body: str = "", content_type: str = "application/json",
+             headers: list[tuple[str, str]] | None = None, status: int = 200) -> Request:
+    """``request`` with the recorded response replaced."""
+    response = Response(status=status, duration_ms=1, headers=[("Content-Type", content_type), *(headers or [])],
+                        body=Body.from_bytes(body.encode(), content_type) if body else None)
+    return request.model_copy(update={"response": response})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import orjson
@@ -92,7 +93,16 @@ def test_replay_without_headless_serves_the_web_ui(demo_target: str) -> None:
     proc, _ = start_process([sys.executable, "-m", "traffic_replay.cli", "run", str(BUNDLED), "--host", demo_target,
                              "--web-port", str(port)], r"Starting web interface", timeout=30, merge_stderr=True)
     try:
-        page = httpx.get(f"http://127.0.0.1:{port}/", trust_env=False, timeout=10)
+        # Locust logs the line just before its server binds.
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                page = httpx.get(f"http://127.0.0.1:{port}/", trust_env=False, timeout=10)
+                break
+            except httpx.ConnectError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
         assert page.status_code == 200 and "locust" in page.text.lower()
     finally:
         stop_process(proc)

@@ -25,7 +25,7 @@ import orjson
 from traffic_replay.format import Request, Session
 
 ExtractKind = Literal["json", "header", "html_input", "html_meta", "cookie", "regex"]
-Encoding = Literal["raw", "quote", "quote_plus"]
+Encoding = Literal["raw", "quote", "quote_plus", "quote_lenient"]
 
 # Headers whose values are about the transport or the client, never a value to carry over.
 _IGNORED_RESPONSE_HEADERS = frozenset({
@@ -164,7 +164,9 @@ def request_texts(request: Request) -> Iterator[tuple[Literal["path", "header", 
 
 def _encodings(value: str) -> list[tuple[Encoding, str]]:
     forms: list[tuple[Encoding, str]] = [("raw", value)]
-    for encoding, encoded in (("quote_plus", quote_plus(value)), ("quote", quote(value, safe=""))):
+    # Clients differ in what they leave unescaped; ':' and '/' are legal in queries and forms.
+    for encoding, encoded in (("quote_plus", quote_plus(value)), ("quote", quote(value, safe="")),
+                              ("quote_lenient", quote(value, safe=":/@"))):
         if all(encoded != seen for _, seen in forms):
             forms.append((encoding, encoded))  # type: ignore[arg-type]
     return forms

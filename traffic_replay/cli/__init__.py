@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import sys
 
-from traffic_replay.cli import inspecting, recording, replaying  # noqa: F401  (they register the commands)
+from traffic_replay.cli import importing, inspecting, recording, replaying  # noqa: F401  (they register the commands)
 from traffic_replay.cli.app import app, err
 from traffic_replay.errors import ReplayError
 

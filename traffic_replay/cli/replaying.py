@@ -10,7 +10,6 @@ from typing import Annotated
 
 import typer
 
-from traffic_replay.checks import check_target
 from traffic_replay.cli.app import app, err, module_file, out
 from traffic_replay.errors import ConfigError, TargetError
 from traffic_replay.format import load_recordings
@@ -24,6 +23,8 @@ def check(
     timeout: Annotated[float | None, typer.Option(help="Seconds to wait for each probe.")] = None,
 ) -> None:
     """Preflight health check: the target is reachable, its TLS is valid, and it answers."""
+    from traffic_replay.checks import check_target
+
     settings = Settings.build(host=host, check_timeout=timeout)
     sessions = load_recordings(directory) if directory is not None else None
     for probe in check_target(_require_host(settings), sessions, settings.check_timeout):
@@ -36,11 +37,13 @@ def _require_host(settings: Settings) -> str:
     return settings.host
 
 
-def _run_locust(settings: Settings) -> int:
-    """Run Locust on our locustfile with ``settings``; return its exit code."""
+def _locust_args(settings: Settings) -> tuple[list[str], dict[str, str]]:
+    """Check the recordings and the target, then give Locust's command line and environment."""
     host = _require_host(settings)
     sessions = load_recordings(settings.recordings)
     if settings.check:
+        from traffic_replay.checks import check_target  # httpx is only worth importing for the check
+
         probe = check_target(host, sessions, settings.check_timeout)[0]
         err.print(f"target ok: {probe.method} {probe.url} answered {probe.status} in {probe.latency_ms:.0f} ms",
                   highlight=False)
@@ -57,7 +60,13 @@ def _run_locust(settings: Settings) -> int:
         args += ["--csv", settings.csv]
     if settings.html:
         args += ["--html", str(settings.html)]
-    child = subprocess.Popen(args, env={**os.environ, **settings.to_env()})
+    return args, {**os.environ, **settings.to_env()}
+
+
+def _run_locust(settings: Settings) -> int:
+    """Run Locust as a child (the caller has more to do after it); return its exit code."""
+    args, env = _locust_args(settings)
+    child = subprocess.Popen(args, env=env)
     try:
         return child.wait()
     except KeyboardInterrupt:
@@ -101,7 +110,11 @@ def run(
         load_recordings(settings.recordings)
         plan = subprocess.run([sys.executable, "-m", "replayer.plan"], env={**os.environ, **settings.to_env()})
         raise typer.Exit(plan.returncode)
-    raise typer.Exit(_run_locust(settings))
+    args, env = _locust_args(settings)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # exec: Locust takes this process over, so Ctrl-C reaches it directly and no idle parent stays behind.
+    os.execve(sys.executable, args, env)
 
 
 def bundled_recordings() -> Path:
