@@ -21,7 +21,8 @@ SHAPE_CHECKS_PER_SESSION = 500
 class RunLog:
     """Sessions started and ended, skipped steps, first divergences and unsourced values."""
 
-    __slots__ = ("started", "completed", "failed", "skipped", "divergences", "unsourced", "shape_checks")
+    __slots__ = ("started", "completed", "failed", "skipped", "divergences", "unsourced", "shape_checks",
+                 "late")
 
     def __init__(self) -> None:
         self.started = self.completed = self.failed = 0
@@ -31,6 +32,14 @@ class RunLog:
         # (session name, step, value) -> occurrences
         self.unsourced: dict[tuple[str, int, str], int] = {}
         self.shape_checks: dict[str, int] = {}
+        # "METHOD name" -> {latency from the intended send time, rounded ms: count} (open models)
+        self.late: dict[str, dict[int, int]] = {}
+
+    def intended(self, method: str, name: str, ms: float) -> None:
+        histogram = self.late.setdefault(f"{method} {name}", {})
+        # Two significant digits, as Locust rounds its own response times: small, mergeable.
+        key = round(ms) if ms < 100 else int(round(ms, -1)) if ms < 1000 else int(round(ms, -2))
+        histogram[key] = histogram.get(key, 0) + 1
 
     def skip(self, reason: str) -> None:
         self.skipped[reason] = self.skipped.get(reason, 0) + 1
@@ -85,9 +94,10 @@ class RunLog:
         """Everything gathered so far, and a fresh start: what a worker sends with each report."""
         data = {"started": self.started, "completed": self.completed, "failed": self.failed,
                 "skipped": self.skipped, "divergences": self.divergences,
-                "unsourced": [[*k, v] for k, v in self.unsourced.items()]}
+                "unsourced": [[*k, v] for k, v in self.unsourced.items()],
+                "late": {name: list(h.items()) for name, h in self.late.items()}}
         self.started = self.completed = self.failed = 0
-        self.skipped, self.divergences, self.unsourced = {}, {}, {}
+        self.skipped, self.divergences, self.unsourced, self.late = {}, {}, {}, {}
         return data
 
     def add(self, data: dict[str, Any]) -> None:
@@ -105,3 +115,20 @@ class RunLog:
         for session, step, value, count in data.get("unsourced", []):
             key = (session, step, value)
             self.unsourced[key] = self.unsourced.get(key, 0) + count
+        for name, pairs in data.get("late", {}).items():
+            histogram = self.late.setdefault(name, {})
+            for ms, count in pairs:
+                histogram[int(ms)] = histogram.get(int(ms), 0) + count
+
+
+def percentile(histogram: dict[int, int], fraction: float) -> float:
+    """The ``fraction`` percentile of a {value: count} histogram."""
+    total = sum(histogram.values())
+    if not total:
+        return 0.0
+    rank, seen = fraction * total, 0
+    for value in sorted(histogram):
+        seen += histogram[value]
+        if seen >= rank:
+            return float(value)
+    return float(max(histogram))

@@ -8,6 +8,7 @@ from replayer.prepared import PreparedSession, prepare
 from traffic_replay.errors import ConfigError
 from traffic_replay.format import load_recordings
 from traffic_replay.hosts import HostMap, parse_host_maps, primary_host
+from traffic_replay.naming import StatsNamer
 from traffic_replay.rules import load_rules
 from traffic_replay.settings import Settings
 from traffic_replay.userdata import load_rows, parse_data_map
@@ -30,5 +31,6 @@ def load_prepared(settings: Settings, host: str | None) -> Replay:
     if data_map and settings.data is None:
         raise ConfigError("--data-map needs --data FILE.csv")
     rows = load_rows(settings.data, set(data_map.values())) if settings.data is not None else []
-    prepared, cum_weights = prepare(sessions, settings.speed, hosts, settings.correlate, rules, data_map)
+    namer = StatsNamer(settings.names, settings.name_pattern)
+    prepared, cum_weights = prepare(sessions, settings.speed, hosts, settings.correlate, rules, data_map, namer=namer)
     return Replay(prepared, cum_weights, tuple(rows))

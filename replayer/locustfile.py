@@ -6,6 +6,13 @@ Settings come from ``REPLAY_*`` environment variables (see README). Each virtual
 picks a session by weight, sends its requests in order with the recorded think time
 divided by ``REPLAY_SPEED``, keeps its own cookies, carries the values the server hands
 out (tokens, ids) into the requests that follow, and never follows redirects itself.
+
+Three load models. *Closed* (default): each Locust user replays one session after
+another. *Open* (``REPLAY_SESSION_RATE``): users are arrival generators that start
+sessions at a fixed total rate, each session a new visitor with its own cookies, however
+slowly the target answers. *Timeline* (``REPLAY_TIMELINE``): sessions start at their
+recorded start times. In the open models, requests are also timed from when the
+recording says they should have been sent (the "intended" latency of the summary).
 """
 
 from __future__ import annotations
@@ -13,34 +20,36 @@ from __future__ import annotations
 import logging
 import random
 import sys
+import time
 from collections.abc import Iterator
 from itertools import count
 from typing import Any, ClassVar
 
 import gevent
+from gevent.pool import Group
 from locust import FastHttpUser, constant, events, task
+from locust.contrib.fasthttp import FastHttpSession
 from locust.env import Environment
 from locust.runners import MasterRunner, WorkerRunner
-from rich.console import Console
 
 from replayer.divergence import RunLog
 from replayer.loading import load_prepared
 from replayer.prepared import PreparedSession, Step
-from replayer.report import build_summary
+from replayer.report import report
 from traffic_replay.errors import ReplayError
 from traffic_replay.extraction import ResponseView
 from traffic_replay.settings import Settings
-from traffic_replay.summary import render
 
 logger = logging.getLogger(__name__)
 
 
 class ReplayUser(FastHttpUser):
-    """A virtual user that replays recorded sessions, one per task iteration."""
+    """A virtual user that replays recorded sessions (closed model), or starts them (open models)."""
 
     # Think time lives inside the sessions; between two sessions a user starts the next at once.
     wait_time = constant(0)
 
+    settings: ClassVar[Settings]
     sessions: ClassVar[tuple[PreparedSession, ...]] = ()
     cum_weights: ClassVar[tuple[float, ...]] = ()
     rows: ClassVar[tuple[dict[str, str], ...]] = ()
@@ -48,57 +57,135 @@ class ReplayUser(FastHttpUser):
     log: ClassVar[RunLog] = RunLog()
 
     def on_start(self) -> None:
+        self.number = next(self.users_started) + getattr(self.environment.runner, "worker_index", 0)
         # Each user its own row, round robin; each worker starts at its own offset.
-        offset = getattr(self.environment.runner, "worker_index", 0)
-        self.row = self.rows[(next(self.users_started) + offset) % len(self.rows)] if self.rows else {}
+        self.row = self.rows[self.number % len(self.rows)] if self.rows else {}
+        self.visits = Group()
+
+    def on_stop(self) -> None:
+        self.visits.kill(block=False)
 
     @task
-    def replay_session(self) -> None:
-        session = random.choices(self.sessions, cum_weights=self.cum_weights)[0]
+    def replay(self) -> None:
+        settings = self.settings
+        if settings.session_rate is not None:
+            self._arrivals(settings.session_rate / settings.users, settings.arrivals == "poisson")
+        elif settings.timeline:
+            self._timeline(settings.speed, settings.users)
+        else:
+            session = random.choices(self.sessions, cum_weights=self.cum_weights)[0]
+            # A new session is a new visit: no cookies from the last one.
+            self.client.cookiejar.clear()
+            self._replay(session, self.client, None)
+
+    # The open models ----------------------------------------------------------------
+
+    def _arrivals(self, rate: float, poisson: bool) -> None:
+        """Start sessions at ``rate`` per second for this user, each in its own greenlet."""
+        due = time.perf_counter()
+        while True:
+            due += random.expovariate(rate) if poisson else 1 / rate
+            gevent.sleep(max(due - time.perf_counter(), 0))
+            session = random.choices(self.sessions, cum_weights=self.cum_weights)[0]
+            self.visits.spawn(self._replay, session, self._visitor(), due)
+
+    def _timeline(self, speed: float, users: int) -> None:
+        """Start this user's share of the sessions at their recorded times, round after round."""
+        mine = [s for i, s in enumerate(self.sessions) if i % users == self.number % users]
+        span = max((s.start for s in self.sessions), default=0.0) + 1.0
+        origin = time.perf_counter()
+        while True:
+            for session in mine:
+                due = origin + (session.start / speed if speed > 0 else 0.0)
+                gevent.sleep(max(due - time.perf_counter(), 0))
+                self.visits.spawn(self._replay, session, self._visitor(), due)
+            origin += span / speed if speed > 0 else 0.1
+            gevent.sleep(max(origin - time.perf_counter(), 0))
+
+    def _visitor(self) -> FastHttpSession:
+        """A client of its own (its own cookies) on this user's connection pool."""
+        return FastHttpSession(base_url=self.host, request_event=self.environment.events.request, user=self,
+                               insecure=self.insecure, concurrency=self.concurrency,
+                               network_timeout=self.network_timeout, connection_timeout=self.connection_timeout,
+                               max_retries=self.max_retries, client_pool=self.client.client.clientpool)
+
+    # One session --------------------------------------------------------------------
+
+    def _replay(self, session: PreparedSession, client: FastHttpSession, due: float | None) -> None:
+        """Send a session's steps in order; ``due`` is its intended start in the open models."""
         log = self.log
         log.started += 1
         if session.missing is not None:
             self._fail_unsendable(session, session.missing)
             return
-        # A new session is a new visit: no cookies, no live values yet (the recorded ones stand in).
-        self.client.cookiejar.clear()
         values = list(session.initial)
         live = list(session.live)
         for var, column in session.data:
             values[var], live[var] = self.row[column], True
+        state = (session, client, values, live)
         failed = False
-        request = self.client.request
-        for step in session.steps:
-            if step.skip is not None:
-                log.skip(step.skip)
+        steps = session.steps
+        parallel = self.settings.parallel_overlaps
+        i, n = 0, len(steps)
+        while i < n:
+            step = steps[i]
+            if due is None:
+                if step.think:
+                    gevent.sleep(step.think)
+            else:
+                gevent.sleep(max(due + step.at - time.perf_counter(), 0))
+            if parallel and i + 1 < n and steps[i + 1].overlaps:
+                j = i + 1
+                while j < n and steps[j].overlaps:
+                    j += 1
+                # The browser sent these before the first had its answer: send them alongside it.
+                others = [gevent.spawn(self._send_at, state, s, s.at - step.at, due) for s in steps[i + 1:j]]
+                failed |= self._send(state, step, due)
+                gevent.joinall(others)
+                failed |= any(g.value for g in others)
+                i = j
                 continue
-            if step.think:
-                gevent.sleep(step.think)
-            url, headers, body = step.url, step.headers, step.body
-            if step.patch is not None:
-                url, headers, body = self._patched(session, step, values, live)
-            # Locust's hint for data omits bytes, which FastHttpSession sends as they are.
-            with request(step.method, url, name=step.name, data=body,  # type: ignore[arg-type]
-                         headers=headers, allow_redirects=False, catch_response=True) as response:
-                status = response.status_code
-                if status and (status // 100 == step.expected or not step.expected):
-                    response.success()
-                else:
-                    failed = True
-                    response.failure(_reason(step.label, step.expected, status, response))
-                if status:
-                    header = response.headers.get
-                    log.check(session.name, step, status, header, response.content)
-                    if step.extract:
-                        view = ResponseView(header, response.content, self._cookie)
-                        for var, extract in step.extract:
-                            found = extract(view)
-                            if found is not None:
-                                values[var], live[var] = found, True
+            failed |= self._send(state, step, due)
+            i += 1
         if failed:
             log.failed += 1
         else:
             log.completed += 1
+
+    def _send_at(self, state: tuple[Any, ...], step: Step, delay: float, due: float | None) -> bool:
+        gevent.sleep(max(delay, 0))
+        return self._send(state, step, due)
+
+    def _send(self, state: tuple[Any, ...], step: Step, due: float | None) -> bool:
+        """Send one step; True when it failed."""
+        session, client, values, live = state
+        if step.skip is not None:
+            self.log.skip(step.skip)
+            return False
+        url, headers, body = step.url, step.headers, step.body
+        if step.patch is not None:
+            url, headers, body = self._patched(session, step, values, live)
+        failed = False
+        with client.request(step.method, url, name=step.name, data=body,
+                            headers=headers, allow_redirects=False, catch_response=True) as response:
+            status = response.status_code
+            if status and (status // 100 == step.expected or not step.expected):
+                response.success()
+            else:
+                failed = True
+                response.failure(_reason(step.label, step.expected, status, response))
+            if status:
+                header = response.headers.get
+                self.log.check(session.name, step, status, header, response.content)
+                if step.extract:
+                    view = ResponseView(header, response.content, lambda name: _cookie(client, name))
+                    for var, extract in step.extract:
+                        found = extract(view)
+                        if found is not None:
+                            values[var], live[var] = found, True
+        if due is not None:
+            self.log.intended(step.method, step.name, (time.perf_counter() - due - step.at) * 1000)
+        return failed
 
     def _patched(self, session: PreparedSession, step: Step,
                  values: list[str], live: list[bool]) -> tuple[str, dict[str, str], bytes | None]:
@@ -122,12 +209,13 @@ class ReplayUser(FastHttpUser):
                                              response_length=0, exception=ReplayError(reason), context={})
         self.log.failed += 1
 
-    def _cookie(self, name: str) -> str | None:
-        found = None
-        for cookie in self.client.cookiejar:
-            if cookie.name == name:
-                found = cookie.value
-        return found
+
+def _cookie(client: FastHttpSession, name: str) -> str | None:
+    found = None
+    for cookie in client.cookiejar:
+        if cookie.name == name:
+            found = cookie.value
+    return found
 
 
 def _reason(label: str, expected: int, status: int, response: Any) -> str:
@@ -137,12 +225,13 @@ def _reason(label: str, expected: int, status: int, response: Any) -> str:
 
 
 def _load_sessions(environment: Environment, **_kwargs: Any) -> None:
-    settings = Settings()
+    settings = ReplayUser.settings = Settings()
     logging.getLogger("replayer").setLevel(logging.DEBUG if settings.debug else logging.INFO)
     if environment.host is None and settings.host:
         environment.host = settings.host
     if not isinstance(environment.runner, WorkerRunner):
-        environment.events.quitting.add_listener(lambda environment, **kw: _report(environment, settings))
+        environment.events.quitting.add_listener(
+            lambda environment, **kw: report(environment, ReplayUser.log, settings.summary_json))
     if isinstance(environment.runner, MasterRunner):
         environment.events.worker_report.add_listener(lambda client_id, data: ReplayUser.log.add(
             data.get("replay", {})))
@@ -156,18 +245,13 @@ def _load_sessions(environment: Environment, **_kwargs: Any) -> None:
         for line in str(e).splitlines():
             logger.error(f"error: {line}")
         sys.exit(2)
-    logger.info(f"replaying {len(ReplayUser.sessions)} sessions from {settings.recordings}/"
-                f" at speed {settings.speed:g}, correlation {'on' if settings.correlate else 'off'}")
+    # gevent's loop caches "now"; Locust arms its --run-time timer right after this listener, and
+    # with the time spent loading still unaccounted the timer would fire that much too early.
+    gevent.get_hub().loop.update_now()
+    model = (f"open model, {settings.session_rate:g} sessions/s ({settings.arrivals})" if settings.session_rate
+             else "timeline" if settings.timeline else "closed model")
+    logger.info(f"replaying {len(ReplayUser.sessions)} sessions from {settings.recordings}/ at speed"
+                f" {settings.speed:g}, {model}, correlation {'on' if settings.correlate else 'off'}")
 
 
 events.init.add_listener(_load_sessions)
-
-
-def _report(environment: Environment, settings: Settings) -> None:
-    summary = build_summary(environment, ReplayUser.log)
-    render(summary, Console(width=140))
-    if settings.summary_json is not None:
-        summary.write(settings.summary_json)
-    # Our summary replaces Locust's end-of-run tables, which would repeat it.
-    logging.getLogger("locust.stats_logger").disabled = True
-

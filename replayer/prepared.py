@@ -18,7 +18,7 @@ from traffic_replay.correlation import Correlation, Encoding, Use, detect, find_
 from traffic_replay.extraction import Extractor, compile_extractor
 from traffic_replay.format import Request, Response, Session
 from traffic_replay.hosts import HostMap, unreplayable
-from traffic_replay.naming import endpoint_template
+from traffic_replay.naming import StatsNamer, endpoint_template
 from traffic_replay.redacted import PLACEHOLDER, secret_env_name, secret_from_env
 from traffic_replay.rules import Rule, apply_rules
 
@@ -97,7 +97,7 @@ class Step:
     """One request, ready to send."""
 
     __slots__ = ("index", "method", "url", "name", "headers", "body", "think", "expected", "label", "patch",
-                 "extract", "skip", "recorded")
+                 "extract", "skip", "recorded", "at", "overlaps")
 
     def __init__(self, index: int, method: str, url: str, name: str, headers: dict[str, str], body: bytes | None,
                  think: float, expected: int, label: str) -> None:
@@ -114,10 +114,12 @@ class Step:
         self.extract: tuple[tuple[int, Extractor], ...] = ()
         self.skip: str | None = None  # why this step is never sent
         self.recorded: Expected | None = None
+        self.at = 0.0  # recorded start from the session start, in seconds divided by --speed
+        self.overlaps = False  # started before the previous request had its answer (an asset, a prefetch)
 
 
 class PreparedSession:
-    __slots__ = ("id", "name", "weight", "steps", "initial", "live", "variables", "data", "missing")
+    __slots__ = ("id", "name", "weight", "steps", "initial", "live", "variables", "data", "missing", "start")
 
     def __init__(self, id: str, name: str, weight: float, steps: tuple[Step, ...],
                  variables: tuple[Correlation, ...]) -> None:
@@ -132,6 +134,7 @@ class PreparedSession:
         self.live = tuple(False for _ in variables)
         self.data: tuple[tuple[int, str], ...] = ()  # (variable, CSV column) filled from each user's row
         self.missing: str | None = None  # why this session cannot be replayed at all
+        self.start = 0.0  # seconds after the first recorded session began (timeline model)
 
 
 def _headers(pairs: list[tuple[str, str]]) -> dict[str, str]:
@@ -214,7 +217,8 @@ def _seeded(session: Session, correlations: list[Correlation], data_map: dict[st
 
 def prepare_session(session: Session, speed: float, hosts: HostMap | None = None, correlate: bool = True,
                     rules: list[Rule] | None = None, data_map: dict[str, str] | None = None,
-                    environ: Mapping[str, str] = os.environ) -> PreparedSession:
+                    environ: Mapping[str, str] = os.environ, namer: StatsNamer | None = None) -> PreparedSession:
+    namer = namer or StatsNamer()
     correlations = detect(session) if correlate else []
     if correlate and rules:
         correlations = apply_rules(session, rules, correlations)
@@ -223,11 +227,12 @@ def prepare_session(session: Session, speed: float, hosts: HostMap | None = None
     previous_end: float | None = None
     for index, request in enumerate(session.requests, start=1):
         gap_ms = 0.0 if previous_end is None else max(request.offset_ms - previous_end, 0.0)
-        previous_end = request.offset_ms + request.duration_ms
+        overlaps = previous_end is not None and request.offset_ms < previous_end
+        previous_end = max(previous_end or 0.0, request.offset_ms + request.duration_ms)
         base = hosts.base_for(request) if hosts is not None else ""
         prefix = "" if base is None or hosts is None or base == hosts.host else base
         step = Step(index=index, method=request.method, url=prefix + request.path,
-                    name=endpoint_template(request.path), headers=_headers(request.headers),
+                    name=namer(request.path), headers=_headers(request.headers),
                     body=request.body.to_bytes() if request.body is not None else None,
                     think=gap_ms / 1000 / speed if speed > 0 else 0.0,
                     expected=request.response.status // 100 if request.response is not None else 0,
@@ -235,6 +240,8 @@ def prepare_session(session: Session, speed: float, hosts: HostMap | None = None
         not_mapped = f"host {request.host}:{request.port} not mapped" if base is None else None
         step.skip = unreplayable(request) or not_mapped
         step.recorded = _expected(request)
+        step.at = request.offset_ms / 1000 / speed if speed > 0 else 0.0
+        step.overlaps = overlaps
         uses = [(var, use, c.value) for var, c in enumerate(correlations) for use in c.uses if use.step == index - 1]
         if uses:
             step.patch = _patch(step, request, uses, prefix)
@@ -253,8 +260,14 @@ def prepare_session(session: Session, speed: float, hosts: HostMap | None = None
 
 def prepare(sessions: list[Session], speed: float, hosts: HostMap | None = None, correlate: bool = True,
             rules: list[Rule] | None = None, data_map: dict[str, str] | None = None,
-            environ: Mapping[str, str] = os.environ) -> tuple[tuple[PreparedSession, ...], tuple[float, ...]]:
+            environ: Mapping[str, str] = os.environ, namer: StatsNamer | None = None,
+            ) -> tuple[tuple[PreparedSession, ...], tuple[float, ...]]:
     """Prepared sessions with requests, and their cumulative weights for ``random.choices``."""
-    prepared = tuple(prepare_session(s, speed, hosts, correlate, rules, data_map, environ)
+    prepared = tuple(prepare_session(s, speed, hosts, correlate, rules, data_map, environ, namer)
                      for s in sessions if s.requests)
+    if sessions:
+        first = min(s.started_at for s in sessions)
+        by_id = {s.id: s for s in sessions}
+        for p in prepared:
+            p.start = (by_id[p.id].started_at - first).total_seconds()
     return prepared, tuple(accumulate(s.weight for s in prepared))

@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+import logging
+from pathlib import Path
+
 from locust.env import Environment
 from locust.stats import StatsEntry
+from rich.console import Console
 
-from replayer.divergence import RunLog
-from traffic_replay.summary import Divergence, EndpointStats, FailureStats, SessionStats, Summary, UnsourcedValue
+from replayer.divergence import RunLog, percentile
+from traffic_replay.summary import (
+    Divergence,
+    EndpointStats,
+    FailureStats,
+    SessionStats,
+    Summary,
+    UnsourcedValue,
+    render,
+)
 
 
 def _endpoint(entry: StatsEntry, duration: float) -> EndpointStats:
@@ -24,16 +36,28 @@ def _endpoint(entry: StatsEntry, duration: float) -> EndpointStats:
     )
 
 
+def _intended(row: EndpointStats, histogram: dict[int, int] | None) -> EndpointStats:
+    if not histogram:
+        return row
+    return row.model_copy(update={"intended_median_ms": percentile(histogram, 0.5),
+                                  "intended_p95_ms": percentile(histogram, 0.95),
+                                  "intended_p99_ms": percentile(histogram, 0.99)})
+
+
 def build_summary(environment: Environment, log: RunLog) -> Summary:
     stats = environment.stats
     total = stats.total
     duration = max((total.last_request_timestamp or total.start_time) - total.start_time, 0.0)
     endpoints = sorted(stats.entries.values(), key=lambda e: (e.name, e.method or ""))
+    all_late: dict[int, int] = {}
+    for histogram in log.late.values():
+        for ms, n in histogram.items():
+            all_late[ms] = all_late.get(ms, 0) + n
     return Summary(
         host=environment.host,
         duration_s=round(duration, 3),
-        endpoints=[_endpoint(e, duration) for e in endpoints],
-        total=_endpoint(total, duration).model_copy(update={"name": "Aggregated"}),
+        endpoints=[_intended(_endpoint(e, duration), log.late.get(f"{e.method} {e.name}")) for e in endpoints],
+        total=_intended(_endpoint(total, duration).model_copy(update={"name": "Aggregated"}), all_late),
         sessions=SessionStats(started=log.started, completed=log.completed, failed=log.failed),
         failures=[FailureStats(method=e.method or "", name=e.name, error=str(e.error), occurrences=e.occurrences)
                   for e in sorted(stats.errors.values(), key=lambda e: -e.occurrences)],
@@ -43,3 +67,13 @@ def build_summary(environment: Environment, log: RunLog) -> Summary:
         unsourced=[UnsourcedValue(session=session, step=step, value=value, occurrences=count)
                    for (session, step, value), count in sorted(log.unsourced.items())],
     )
+
+
+def report(environment: Environment, log: RunLog, summary_json: Path | None) -> None:
+    """Print the summary (instead of Locust's own end tables) and write it as JSON if asked."""
+    summary = build_summary(environment, log)
+    render(summary, Console(width=140))
+    if summary_json is not None:
+        summary.write(summary_json)
+    # Our summary replaces Locust's end-of-run tables, which would repeat it.
+    logging.getLogger("locust.stats_logger").disabled = True

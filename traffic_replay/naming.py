@@ -7,6 +7,9 @@ query string. Segments that look like identifiers become placeholders.
 from __future__ import annotations
 
 import re
+from typing import Literal
+
+from traffic_replay.errors import ConfigError
 
 _PLACEHOLDERS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"^\d+$"), "{id}"),
@@ -29,3 +32,37 @@ def endpoint_template(path: str) -> str:
     """The stats name of a request path: query dropped, id-like segments replaced."""
     path = path.split("?", 1)[0].split("#", 1)[0] or "/"
     return "/".join(segment_template(s) if s else s for s in path.split("/"))
+
+
+NamingMode = Literal["template", "path", "url"]
+
+
+class StatsNamer:
+    """How requests are named in the stats: patterns first, then the mode.
+
+    ``template`` (default) is ``endpoint_template``; ``path`` keeps the path as recorded
+    without its query; ``url`` keeps path and query. A pattern ``REGEX=NAME`` names every
+    path (with its query) that the regex matches; NAME may refer to groups (``\\1``).
+    """
+
+    def __init__(self, mode: NamingMode = "template", patterns: list[str] | None = None) -> None:
+        self.mode = mode
+        self.patterns: list[tuple[re.Pattern[str], str]] = []
+        for spec in patterns or []:
+            regex, sep, name = spec.rpartition("=")
+            if not sep or not regex or not name:
+                raise ConfigError(f"--name-pattern '{spec}': expected REGEX=NAME")
+            try:
+                self.patterns.append((re.compile(regex), name))
+            except re.error as e:
+                raise ConfigError(f"--name-pattern '{spec}': not a valid regular expression: {e}") from e
+
+    def __call__(self, path: str) -> str:
+        for pattern, name in self.patterns:
+            if m := pattern.search(path):
+                return m.expand(name)
+        if self.mode == "url":
+            return path
+        if self.mode == "path":
+            return path.split("?", 1)[0]
+        return endpoint_template(path)

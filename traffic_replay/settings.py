@@ -8,15 +8,17 @@ mitmproxy process it starts as environment variables (``to_env``).
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 import orjson
-from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from traffic_replay.errors import ConfigError
+from traffic_replay.naming import NamingMode
 
 ENV_PREFIX = "REPLAY_"
 
@@ -36,6 +38,13 @@ class Settings(BaseSettings):
     run_time: str | None = Field(None, description="Stop after this long, e.g. 30s, 5m, 1h30m.")
     speed: Annotated[float, Field(ge=0)] = Field(
         1.0, description="Divides the recorded think time; 0 replays as fast as the target answers.")
+    session_rate: Annotated[float, Field(gt=0)] | None = Field(
+        None, description="Open model: start this many sessions per second in all, whatever the target's latency.")
+    arrivals: Literal["constant", "poisson"] = Field(
+        "constant", description="Open model: evenly spaced session starts, or Poisson arrivals.")
+    timeline: bool = Field(False, description="Start sessions at their recorded start times (divided by --speed).")
+    parallel_overlaps: bool = Field(
+        False, description="Send requests that overlapped in the recording (assets) concurrently, as browsers do.")
     headless: bool = Field(False, description="Run without the web UI.")
     web_host: str = Field("127.0.0.1", description="Address of the Locust web UI.")
     web_port: Annotated[int, Field(ge=1, le=65535)] = Field(8089, description="Port of the Locust web UI.")
@@ -48,19 +57,50 @@ class Settings(BaseSettings):
     rules: Path | None = Field(None, description="TOML file of correlation rules the detector cannot find.")
     map_host: list[str] = Field(default_factory=list,
                                 description="ORIGINAL=URL: send a recorded host's requests to URL (repeatable).")
+    names: NamingMode = Field("template", description="Stats names: template (/items/{id}), path or url.")
+    name_pattern: list[str] = Field(default_factory=list,
+                                    description="REGEX=NAME: name matching requests NAME in the stats (repeatable).")
     data: Path | None = Field(None, description="CSV file: each virtual user gets its own row.")
     data_map: list[str] = Field(default_factory=list,
                                 description="COLUMN=RECORDED: a data column replaces a recorded value (repeatable).")
 
     # Record
-    mode: str = Field("regular", description="mitmproxy mode: regular (explicit proxy) or reverse:URL.")
+    mode: str = Field("regular",
+                      description="mitmproxy mode: regular (explicit proxy), reverse:URL or upstream:PROXY_URL.")
     listen_host: str = Field("127.0.0.1", description="Address the recording proxy listens on.")
     listen_port: Annotated[int, Field(ge=0, le=65535)] = Field(8080, description="Port the recording proxy listens on.")
     idle_gap: Annotated[float, Field(gt=0)] = Field(30.0, description="Seconds of silence that end a session.")
     body_cap: Annotated[int, Field(ge=0)] = Field(
         256 * 1024, description="Bytes of each response body kept in the recording.")
+    session_key: str = Field("client", description="What makes a session: client, cookie:NAME or header:NAME.")
+    max_session: Annotated[float, Field(gt=0)] | None = Field(
+        None, description="Seconds a session may last before it is split; none for no limit.")
+    allow_host: list[str] = Field(default_factory=list,
+                                  description="Record only these hosts (repeatable; example.com, *.example.com).")
+    exclude: list[str] = Field(default_factory=list,
+                               description="Do not record URLs matching this regular expression (repeatable).")
+    static: bool = Field(True, description="Record static assets (images, fonts, CSS, JS, media); off drops them.")
+    redact: bool = Field(True, description="Redact secrets at record time (--no-redact turns it off, loudly).")
+    redact_header: list[str] = Field(default_factory=list,
+                                     description="Further header names whose values are redacted (repeatable).")
+    redact_field: list[str] = Field(default_factory=list,
+                                    description="Further JSON, form and query field names to redact (repeatable).")
+    ca_dir: Path | None = Field(None, description="Where mitmproxy keeps its CA (default ~/.mitmproxy).")
+    ssl_insecure: bool = Field(False, description="Do not verify the certificates of recorded HTTPS servers.")
+    journal_fsync: Annotated[float, Field(ge=0)] = Field(
+        1.0, description="Seconds between fsyncs of the crash journal (0: every flow); a kill loses nothing anyway.")
+
+    # Import
+    import_per: Literal["file", "page"] = Field(
+        "file", description="One session per HAR file (a user's journey) or per HAR page (`replay import --per`).")
 
     debug: bool = Field(False, description="Show tracebacks and debug logs.")
+
+    @model_validator(mode="after")
+    def _one_model(self) -> Settings:
+        if self.timeline and self.session_rate is not None:
+            raise ValueError("choose --timeline or --session-rate, not both")
+        return self
 
     @field_validator("host")
     @classmethod
@@ -78,9 +118,29 @@ class Settings(BaseSettings):
         if value == "regular":
             return value
         kind, _, url = value.partition(":")
-        if kind == "reverse" and urlsplit(url).scheme in ("http", "https"):
+        if kind in ("reverse", "upstream") and urlsplit(url).scheme in ("http", "https") and urlsplit(url).hostname:
             return value
-        raise ValueError(f"'{value}' is not 'regular' or 'reverse:http(s)://HOST[:PORT]'")
+        raise ValueError(f"'{value}' is not 'regular', 'reverse:http(s)://HOST[:PORT]' "
+                         "or 'upstream:http(s)://PROXY[:PORT]'")
+
+    @field_validator("session_key")
+    @classmethod
+    def _session_key_is_known(cls, value: str) -> str:
+        # The recorder parses it (recorder.sessionkeys); this only catches a typo before mitmproxy starts.
+        kind, sep, name = value.partition(":")
+        if value == "client" or (sep and kind in ("cookie", "header") and name.strip()):
+            return value
+        raise ValueError(f"'{value}' is not 'client', 'cookie:NAME' or 'header:NAME'")
+
+    @field_validator("exclude")
+    @classmethod
+    def _exclude_compiles(cls, value: list[str]) -> list[str]:
+        for pattern in value:
+            try:
+                re.compile(pattern)
+            except re.error as e:
+                raise ValueError(f"'{pattern}' is not a regular expression: {e}") from None
+        return value
 
     @classmethod
     def build(cls, **flags: Any) -> Settings:
@@ -90,9 +150,9 @@ class Settings(BaseSettings):
             return cls(**given)
         except ValidationError as e:
             first = e.errors(include_url=False)[0]
-            name = ".".join(str(p) for p in first["loc"]) or "settings"
+            name = ".".join(str(p) for p in first["loc"])
             msg = first["msg"].removeprefix("Value error, ")
-            raise ConfigError(f"setting '{name}' ({ENV_PREFIX}{name.upper()}): {msg}") from e
+            raise ConfigError(f"setting '{name}' ({ENV_PREFIX}{name.upper()}): {msg}" if name else msg) from e
 
     def to_env(self) -> dict[str, str]:
         """These settings as ``REPLAY_*`` variables, to hand to a child process."""

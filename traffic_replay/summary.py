@@ -26,6 +26,10 @@ class EndpointStats(BaseModel):
     avg_ms: float
     max_ms: float
     rps: float = Field(description="Requests per second over the whole run.")
+    intended_median_ms: float | None = Field(
+        None, description="Open models: latency from the intended send time (coordinated omission included).")
+    intended_p95_ms: float | None = None
+    intended_p99_ms: float | None = None
 
 
 class SessionStats(BaseModel):
@@ -84,14 +88,23 @@ def _ms(value: float) -> str:
 def render(summary: Summary, console: Console) -> None:
     """Print the summary as tables: endpoints, then sessions and failures."""
     table = Table(title=f"Replay of {summary.host or 'target'} for {summary.duration_s:.1f}s", title_justify="left")
-    for column in ("method", "endpoint", "requests", "failures", "median ms", "p95 ms", "req/s"):
+    intended = summary.total.intended_p95_ms is not None
+    columns = ["method", "endpoint", "requests", "failures", "median ms", "p95 ms", "req/s"]
+    if intended:
+        columns += ["intended median", "intended p95"]
+    for column in columns:
         table.add_column(column, justify="left" if column in ("method", "endpoint") else "right")
+
+    def cells(row: EndpointStats) -> list[str]:
+        out = [row.method, row.name, str(row.requests), str(row.failures), _ms(row.median_ms), _ms(row.p95_ms),
+               f"{row.rps:.1f}"]
+        if intended:
+            out += [_ms(row.intended_median_ms or 0.0), _ms(row.intended_p95_ms or 0.0)]
+        return out
     for row in summary.endpoints:
-        table.add_row(row.method, row.name, str(row.requests), str(row.failures), _ms(row.median_ms),
-                      _ms(row.p95_ms), f"{row.rps:.1f}")
+        table.add_row(*cells(row))
     table.add_section()
-    t = summary.total
-    table.add_row("", t.name, str(t.requests), str(t.failures), _ms(t.median_ms), _ms(t.p95_ms), f"{t.rps:.1f}")
+    table.add_row(*cells(summary.total))
     console.print(table)
     s = summary.sessions
     console.print(f"sessions: {s.started} started, {s.completed} completed, {s.failed} failed")

@@ -97,6 +97,15 @@ def run(
     data: Annotated[Path | None, typer.Option(help="CSV file: one row per virtual user.")] = None,
     data_map: Annotated[list[str] | None, typer.Option(help="COLUMN=RECORDED: a column replaces a recorded value.")
                         ] = None,
+    session_rate: Annotated[float | None, typer.Option(help="Open model: sessions started per second.")] = None,
+    arrivals: Annotated[str | None, typer.Option(help="Open model: 'constant' or 'poisson'.")] = None,
+    timeline: Annotated[bool | None, typer.Option("--timeline", help="Start sessions at their recorded times.")
+                        ] = None,
+    parallel_overlaps: Annotated[bool | None, typer.Option(
+        "--parallel-overlaps", help="Send requests that overlapped in the recording concurrently.")] = None,
+    names: Annotated[str | None, typer.Option(help="Stats names: template, path or url.")] = None,
+    name_pattern: Annotated[list[str] | None, typer.Option(help="REGEX=NAME: a stats name for matching requests.")
+                            ] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print what would be sent where; send nothing.")] = False,
 ) -> None:
     """Replay recorded sessions against a target with Locust."""
@@ -104,7 +113,9 @@ def run(
                               run_time=run_time, speed=speed, headless=headless, web_host=web_host,
                               web_port=web_port, csv=csv, html=html, summary_json=summary_json, check=check,
                               correlate=correlate, rules=rules, map_host=map_host or None, data=data,
-                              data_map=data_map or None)
+                              data_map=data_map or None, session_rate=session_rate, arrivals=arrivals,
+                              timeline=timeline, parallel_overlaps=parallel_overlaps, names=names,
+                              name_pattern=name_pattern or None)
     if dry_run:
         _require_host(settings)
         load_recordings(settings.recordings)
