@@ -35,7 +35,7 @@ from locust.runners import MasterRunner, WorkerRunner
 from replayer.divergence import RunLog
 from replayer.loading import load_prepared
 from replayer.prepared import PreparedSession, Step
-from replayer.report import report
+from replayer.report import SESSION, report
 from traffic_replay.errors import ReplayError
 from traffic_replay.extraction import ResponseView
 from traffic_replay.settings import Settings
@@ -124,6 +124,7 @@ class ReplayUser(FastHttpUser):
             values[var], live[var] = self.row[column], True
         state = (session, client, values, live)
         failed = False
+        began = time.perf_counter()
         steps = session.steps
         parallel = self.settings.parallel_overlaps
         i, n = 0, len(steps)
@@ -151,6 +152,9 @@ class ReplayUser(FastHttpUser):
             log.failed += 1
         else:
             log.completed += 1
+        self.environment.events.request.fire(
+            request_type=SESSION, name=session.name, response_time=(time.perf_counter() - began) * 1000,
+            response_length=0, exception=ReplayError("a step failed") if failed else None, context={})
 
     def _send_at(self, state: tuple[Any, ...], step: Step, delay: float, due: float | None) -> bool:
         gevent.sleep(max(delay, 0))
@@ -208,6 +212,8 @@ class ReplayUser(FastHttpUser):
         self.environment.events.request.fire(request_type=first.method, name=first.name, response_time=0,
                                              response_length=0, exception=ReplayError(reason), context={})
         self.log.failed += 1
+        # A missing secret fails every time: pace the failures instead of spinning on them.
+        gevent.sleep(1.0)
 
 
 def _cookie(client: FastHttpSession, name: str) -> str | None:

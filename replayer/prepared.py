@@ -231,6 +231,8 @@ def prepare_session(session: Session, speed: float, hosts: HostMap | None = None
         previous_end = max(previous_end or 0.0, request.offset_ms + request.duration_ms)
         base = hosts.base_for(request) if hosts is not None else ""
         prefix = "" if base is None or hosts is None or base == hosts.host else base
+        if base is None:  # never sent; the recorded origin is what a dry run should show
+            prefix = f"{request.scheme}://{request.host}:{request.port}"
         step = Step(index=index, method=request.method, url=prefix + request.path,
                     name=namer(request.path), headers=_headers(request.headers),
                     body=request.body.to_bytes() if request.body is not None else None,

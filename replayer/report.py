@@ -44,11 +44,25 @@ def _intended(row: EndpointStats, histogram: dict[int, int] | None) -> EndpointS
                                   "intended_p99_ms": percentile(histogram, 0.99)})
 
 
+SESSION = "SESSION"
+"""Request type of the one event per ended session: Locust's tables and web UI show sessions
+(count, failures, durations) beside the requests, as locust-plugins' transactions do."""
+
+
 def build_summary(environment: Environment, log: RunLog) -> Summary:
     stats = environment.stats
-    total = stats.total
+    # Totals over the requests alone: the session rows would count every session twice.
+    total = StatsEntry(stats, "Aggregated", "", use_response_times_cache=False)
+    for entry in stats.entries.values():
+        if entry.method != SESSION:
+            total.extend(entry)
+    total.start_time = stats.total.start_time
     duration = max((total.last_request_timestamp or total.start_time) - total.start_time, 0.0)
-    endpoints = sorted(stats.entries.values(), key=lambda e: (e.name, e.method or ""))
+    endpoints = sorted((e for e in stats.entries.values() if e.method != SESSION), key=lambda e: (e.name, e.method))
+    sessions = [e for e in stats.entries.values() if e.method == SESSION]
+    whole = StatsEntry(stats, "sessions", SESSION, use_response_times_cache=False)
+    for entry in sessions:
+        whole.extend(entry)
     all_late: dict[int, int] = {}
     for histogram in log.late.values():
         for ms, n in histogram.items():
@@ -58,9 +72,11 @@ def build_summary(environment: Environment, log: RunLog) -> Summary:
         duration_s=round(duration, 3),
         endpoints=[_intended(_endpoint(e, duration), log.late.get(f"{e.method} {e.name}")) for e in endpoints],
         total=_intended(_endpoint(total, duration).model_copy(update={"name": "Aggregated"}), all_late),
-        sessions=SessionStats(started=log.started, completed=log.completed, failed=log.failed),
+        sessions=SessionStats(started=log.started, completed=log.completed, failed=log.failed,
+                              median_s=(whole.median_response_time or 0) / 1000,
+                              p95_s=(whole.get_response_time_percentile(0.95) or 0) / 1000),
         failures=[FailureStats(method=e.method or "", name=e.name, error=str(e.error), occurrences=e.occurrences)
-                  for e in sorted(stats.errors.values(), key=lambda e: -e.occurrences)],
+                  for e in sorted(stats.errors.values(), key=lambda e: -e.occurrences) if e.method != SESSION],
         skipped=dict(sorted(log.skipped.items())),
         divergences=[Divergence(session=session, step=step, method=method, name=name, what=what, occurrences=count)
                      for session, (step, method, name, what, count) in sorted(log.divergences.items())],

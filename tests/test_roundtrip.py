@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import parse_qsl
 
 import httpx
 import pytest
+
+from traffic_replay.format import load_recordings
+from traffic_replay.redacted import PLACEHOLDER, secret_env_name
 
 from processes import REPO_ROOT, free_port, start_process, stop_process, target_log
 
@@ -49,9 +54,16 @@ def test_what_the_target_saw_is_the_same_when_replayed(demo_target: str, tmp_pat
     assert [(e["method"], e["path"]) for e in recorded] == [(m, p) for m, p, _ in JOURNEY]
     httpx.post(f"{demo_target}/__reset", trust_env=False).raise_for_status()
 
+    # The recorder redacted the password; the replay supplies it, as a user would.
+    [session] = load_recordings(out)
+    login = next(r for r in session.requests if r.path == "/login")
+    assert login.body is not None
+    password = dict(parse_qsl(login.body.data))["password"]
+    assert PLACEHOLDER.fullmatch(password)
+    secret = {secret_env_name(password): "demo"}
     result = subprocess.run([sys.executable, "-m", "traffic_replay.cli", "run", str(out), "--host", demo_target,
                              "-u", "1", "-r", "1", "-t", "4s", "--headless", "--no-check"],
-                            capture_output=True, text=True, timeout=60, cwd=REPO_ROOT)
+                            capture_output=True, text=True, timeout=60, cwd=REPO_ROOT, env={**os.environ, **secret})
     assert result.returncode == 0, result.stderr[-3000:]
     replayed = target_log(demo_target)
     n = len(recorded)

@@ -13,6 +13,7 @@ import httpx
 
 from traffic_replay.errors import TargetError
 from traffic_replay.format import Session
+from traffic_replay.hosts import host_key, primary_host
 
 
 class Probe(NamedTuple):
@@ -26,9 +27,11 @@ def probe_paths(sessions: list[Session] | None) -> list[str]:
     """``/``, or the first recorded GET of each session (each path once)."""
     if not sessions:
         return ["/"]
+    # Only requests to the host that --host stands for: others may never be sent at all.
+    primary = primary_host(sessions)
     paths: dict[str, None] = {}
     for session in sessions:
-        first_get = next((r.path for r in session.requests if r.method == "GET"), None)
+        first_get = next((r.path for r in session.requests if r.method == "GET" and host_key(r) == primary), None)
         if first_get is not None:
             paths[first_get] = None
     return list(paths) or ["/"]

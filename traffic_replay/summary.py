@@ -36,6 +36,8 @@ class SessionStats(BaseModel):
     started: int = Field(description="Session replays begun.")
     completed: int = Field(description="Session replays that reached their last step with no failure.")
     failed: int = Field(description="Session replays that reached their last step with at least one failure.")
+    median_s: float = Field(0.0, description="Median duration of the session replays that ended.")
+    p95_s: float = Field(0.0, description="95th percentile duration of the session replays that ended.")
 
 
 class FailureStats(BaseModel):
@@ -107,7 +109,8 @@ def render(summary: Summary, console: Console) -> None:
     table.add_row(*cells(summary.total))
     console.print(table)
     s = summary.sessions
-    console.print(f"sessions: {s.started} started, {s.completed} completed, {s.failed} failed")
+    console.print(f"sessions: {s.started} started, {s.completed} completed, {s.failed} failed;"
+                  f" duration median {s.median_s:.1f}s, p95 {s.p95_s:.1f}s")
     if summary.skipped:
         console.print("skipped, never sent: " + ", ".join(f"{n} × {r}" for r, n in summary.skipped.items()))
     if summary.divergences:

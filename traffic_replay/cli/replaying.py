@@ -13,7 +13,11 @@ import typer
 from traffic_replay.cli.app import app, err, module_file, out
 from traffic_replay.errors import ConfigError, TargetError
 from traffic_replay.format import load_recordings
+from traffic_replay.hosts import parse_host_maps
+from traffic_replay.naming import StatsNamer
+from traffic_replay.rules import load_rules
 from traffic_replay.settings import Settings
+from traffic_replay.userdata import load_rows, parse_data_map
 
 
 @app.command()
@@ -29,6 +33,21 @@ def check(
     sessions = load_recordings(directory) if directory is not None else None
     for probe in check_target(_require_host(settings), sessions, settings.check_timeout):
         out.print(f"ok  {probe.method} {probe.url}  {probe.status}  {probe.latency_ms:.1f} ms", highlight=False)
+
+
+def _check_inputs(settings: Settings) -> None:
+    """Every file and mapping a replay reads, checked here so that a mistake is one line, before Locust starts."""
+    _require_host(settings)
+    load_recordings(settings.recordings)
+    parse_host_maps(settings.map_host)
+    if settings.rules is not None:
+        load_rules(settings.rules)
+    data_map = parse_data_map(settings.data_map)
+    if data_map and settings.data is None:
+        raise ConfigError("--data-map needs --data FILE.csv")
+    if settings.data is not None:
+        load_rows(settings.data, set(data_map.values()))
+    StatsNamer(settings.names, settings.name_pattern)
 
 
 def _require_host(settings: Settings) -> str:
@@ -116,9 +135,8 @@ def run(
                               data_map=data_map or None, session_rate=session_rate, arrivals=arrivals,
                               timeline=timeline, parallel_overlaps=parallel_overlaps, names=names,
                               name_pattern=name_pattern or None)
+    _check_inputs(settings)
     if dry_run:
-        _require_host(settings)
-        load_recordings(settings.recordings)
         plan = subprocess.run([sys.executable, "-m", "replayer.plan"], env={**os.environ, **settings.to_env()})
         raise typer.Exit(plan.returncode)
     args, env = _locust_args(settings)
