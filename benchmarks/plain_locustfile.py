@@ -1,9 +1,12 @@
 """The baseline of benchmarks/replay_throughput.py: what a Locust user writes by hand.
 
-The same six requests as the recording that the benchmark generates, in the same
+The same eight requests as the recording that the benchmark generates, in the same
 order, with the same headers, bodies and stats names, from one ``FastHttpUser`` with
 no think time. Headers and bodies are module constants (built once, as a careful
 hand-written locustfile would have them); no status checking beyond Locust's default.
+The item that ``POST /api/items`` creates is correlated by hand, as a Locust user does
+it: its id and token are read from the JSON answer (``resp.json()``) and put into the
+next requests' URL, ``X-Token`` header and cart body.
 
     locust -f benchmarks/plain_locustfile.py --headless --host http://127.0.0.1:8080 -u 20 -r 20 -t 15s
 """
@@ -37,7 +40,8 @@ API_JSON = {**API, "Content-Type": "application/json", "Origin": "http://shop.ex
 PAGE_FORM = {**PAGE, "Content-Type": "application/x-www-form-urlencoded", "Origin": "http://shop.example",
              "Referer": "http://shop.example/cart", "Cache-Control": "max-age=0"}
 
-CART = b'{"item_id":17,"quantity":2,"options":{"size":"M","colour":"blue"}}'
+NEW_ITEM = b'{"name":"Desk lamp","price":1999,"tags":["home","light"]}'
+CART = '{"item_id":%d,"quantity":2,"options":{"size":"M","colour":"blue"}}'
 CHECKOUT = b"name=Ada+Lovelace&email=ada%40example.com&address=12+Analytical+Way&country=GB&accept_terms=on"
 
 
@@ -50,6 +54,9 @@ class ShopUser(FastHttpUser):
         c.get("/", headers=PAGE, name="/")
         c.get("/api/items?page=2&sort=price", headers=API, name="/api/items")
         c.get("/items/17", headers=PAGE, name="/items/{id}")
-        c.post("/api/cart", data=CART, headers=API_JSON, name="/api/cart")
+        item = c.post("/api/items", data=NEW_ITEM, headers=API_JSON, name="/api/items").json()["item"]
+        item_id, token = item["id"], item["token"]
+        c.get(f"/api/items/{item_id}", headers={**API, "X-Token": token}, name="/api/items/{id}")
+        c.post("/api/cart", data=(CART % item_id).encode(), headers={**API_JSON, "X-Token": token}, name="/api/cart")
         c.post("/checkout", data=CHECKOUT, headers=PAGE_FORM, name="/checkout")
         c.get("/orders/4242?tab=summary", headers=PAGE, name="/orders/{id}")

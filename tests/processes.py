@@ -11,6 +11,7 @@ import re
 import selectors
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -103,3 +104,15 @@ def target_log(base_url: str) -> list[dict[str, Any]]:
     resp.raise_for_status()
     requests: list[dict[str, Any]] = resp.json()["requests"]
     return requests
+
+
+def start_recorder(out: Path, *args: str, timeout: float = 30.0) -> tuple[subprocess.Popen[str], int]:
+    """``replay record OUT`` on a free loopback port with ``args``, once it records: (process, proxy port).
+
+    stderr is merged into stdout and left unread until the test reads it (``proc.stdout.read()``
+    after the process ended), so its summary line can be checked.
+    """
+    port = free_port()
+    proc, _ = start_process([sys.executable, "-m", "traffic_replay.cli", "record", str(out), "--listen-port", str(port),
+                             *args], r"recording sessions into", timeout=timeout, merge_stderr=True)
+    return proc, port

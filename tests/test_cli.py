@@ -57,6 +57,20 @@ def test_a_bad_setting_is_named() -> None:
     _one_error_line(replay("run", "recordings", "--host", "http://127.0.0.1:9", "--speed", "-1"), "speed")
 
 
+@pytest.mark.parametrize(("flags", "expected"), [
+    (["--session-key", "ip"], ["session_key", "REPLAY_SESSION_KEY", "'ip' is not 'client'"]),
+    (["--session-key", "cookie:bad,name"], ["session_key", "not a valid cookie name"]),
+    (["--allow-host", "http://shop.test"], ["allow_host", "not a host name"]),
+    (["--exclude", "("], ["exclude", "'(' is not a regular expression"]),
+    (["--mode", "upstream:ftp://proxy"], ["mode", "upstream:http(s)://PROXY"]),
+    (["--max-session", "0"], ["max_session"]),
+])
+def test_a_bad_recording_setting_is_refused_before_mitmproxy_starts(flags: list[str], expected: list[str],
+                                                                    tmp_path: Path) -> None:
+    _one_error_line(replay("record", str(tmp_path / "rec"), "--listen-port", "0", *flags), *expected)
+    assert not (tmp_path / "rec").exists()
+
+
 def test_inspect_shows_sessions_and_endpoints() -> None:
     result = replay("inspect", "recordings")
     assert result.returncode == 0, result.stderr

@@ -12,6 +12,7 @@ import jsonschema
 import orjson
 import pytest
 
+from recorder.redaction import Redactor, load_key
 from traffic_replay.format import load_recordings, session_schema
 
 from processes import free_port, start_process, stop_process
@@ -50,7 +51,11 @@ def _assert_recorded_exactly(out: Path, host: str, port: int, statuses: list[int
     assert len(sessions) == 1
     requests = sessions[0].requests
     assert [(r.method, r.path) for r in requests] == [(m, p) for m, p, *_ in TRAFFIC]
-    assert [r.body.to_bytes() if r.body else None for r in requests] == [b for _, _, b, _, _ in TRAFFIC]
+    # Redaction is on by default: the password became the directory's stable placeholder.
+    redacted = Redactor(load_key(out)).form("username=ada&password=demo").encode()
+    expected = [redacted if b and b"password" in b else b for _, _, b, _, _ in TRAFFIC]
+    assert [r.body.to_bytes() if r.body else None for r in requests] == expected
+    assert b"password=demo" not in b"".join(p.read_bytes() for p in out.glob("*.json"))
     assert [r.response.status if r.response else None for r in requests] == statuses
     assert {(r.host, r.port) for r in requests} == {(host, port)}
     assert dict(requests[1].headers)["Content-Type"] == "application/x-www-form-urlencoded"

@@ -74,7 +74,8 @@ def test_unmapped_hosts_are_skipped_and_mapped_ones_go_where_told() -> None:
     hosts = HostMap("http://127.0.0.1:9000", "127.0.0.1:8000", {"api.example": "http://127.0.0.1:9100"})
     steps = prepare_session(session, 1.0, hosts).steps
     assert [(s.url, s.skip) for s in steps] == [
-        ("/a", None), ("/b", "host cdn.example:443 not mapped"), ("http://127.0.0.1:9100/c", None)]
+        ("/a", None), ("http://cdn.example:443/b", "host cdn.example:443 not mapped"),
+        ("http://127.0.0.1:9100/c", None)]
 
 
 def test_a_missing_secret_names_its_variable() -> None:

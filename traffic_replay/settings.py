@@ -8,7 +8,6 @@ mitmproxy process it starts as environment variables (``to_env``).
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -19,6 +18,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from traffic_replay.errors import ConfigError
 from traffic_replay.naming import NamingMode
+from traffic_replay.record_specs import compile_patterns, parse_host, parse_session_key
 
 ENV_PREFIX = "REPLAY_"
 
@@ -87,6 +87,7 @@ class Settings(BaseSettings):
                                     description="Further JSON, form and query field names to redact (repeatable).")
     ca_dir: Path | None = Field(None, description="Where mitmproxy keeps its CA (default ~/.mitmproxy).")
     ssl_insecure: bool = Field(False, description="Do not verify the certificates of recorded HTTPS servers.")
+    live: bool = Field(True, description="Show live counters on stderr while recording.")
     journal_fsync: Annotated[float, Field(ge=0)] = Field(
         1.0, description="Seconds between fsyncs of the crash journal (0: every flow); a kill loses nothing anyway.")
 
@@ -123,23 +124,24 @@ class Settings(BaseSettings):
         raise ValueError(f"'{value}' is not 'regular', 'reverse:http(s)://HOST[:PORT]' "
                          "or 'upstream:http(s)://PROXY[:PORT]'")
 
+    # The recorder's own parsers: a bad value is refused here, in one line, before mitmproxy starts.
     @field_validator("session_key")
     @classmethod
-    def _session_key_is_known(cls, value: str) -> str:
-        # The recorder parses it (recorder.sessionkeys); this only catches a typo before mitmproxy starts.
-        kind, sep, name = value.partition(":")
-        if value == "client" or (sep and kind in ("cookie", "header") and name.strip()):
-            return value
-        raise ValueError(f"'{value}' is not 'client', 'cookie:NAME' or 'header:NAME'")
+    def _session_key_parses(cls, value: str) -> str:
+        parse_session_key(value)
+        return value
+
+    @field_validator("allow_host")
+    @classmethod
+    def _hosts_parse(cls, value: list[str]) -> list[str]:
+        for host in value:
+            parse_host(host)
+        return value
 
     @field_validator("exclude")
     @classmethod
     def _exclude_compiles(cls, value: list[str]) -> list[str]:
-        for pattern in value:
-            try:
-                re.compile(pattern)
-            except re.error as e:
-                raise ValueError(f"'{pattern}' is not a regular expression: {e}") from None
+        compile_patterns(value)
         return value
 
     @classmethod

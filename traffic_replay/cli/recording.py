@@ -41,6 +41,8 @@ def record(
     ca_dir: Annotated[Path | None, typer.Option(help="Where mitmproxy keeps its CA (default ~/.mitmproxy).")] = None,
     ssl_insecure: Annotated[bool | None, typer.Option(
         "--ssl-insecure", help="Do not verify the certificates of recorded HTTPS servers.")] = None,
+    live: Annotated[bool | None, typer.Option(
+        "--live/--no-live", help="Live counters on stderr while recording; on by default.")] = None,
     journal_fsync: Annotated[float | None, typer.Option(
         help="Seconds between fsyncs of the crash journal (0: every flow).")] = None,
 ) -> NoReturn:
@@ -49,7 +51,7 @@ def record(
                               body_cap=body_cap, session_key=session_key, max_session=max_session,
                               allow_host=allow_host, exclude=exclude, static=static, redact=redact,
                               redact_header=redact_header, redact_field=redact_field, ca_dir=ca_dir,
-                              ssl_insecure=ssl_insecure, journal_fsync=journal_fsync)
+                              ssl_insecure=ssl_insecure, journal_fsync=journal_fsync, live=live)
     if directory.exists() and not directory.is_dir():
         raise RecordingError(f"{directory}: exists and is not a directory")
     args = [sys.executable, "-m", "recorder", "--mode", settings.mode,
@@ -62,6 +64,7 @@ def record(
             "--set", f"replay_static={str(settings.static).lower()}",
             "--set", f"replay_redact={str(settings.redact).lower()}",
             "--set", f"ssl_insecure={str(settings.ssl_insecure).lower()}",
+            "--set", f"replay_live={str(settings.live).lower()}",
             "--set", f"replay_journal_fsync={settings.journal_fsync}"]
     for option, values in (("replay_allow_host", settings.allow_host), ("replay_exclude", settings.exclude),
                            ("replay_redact_header", settings.redact_header),

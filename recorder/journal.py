@@ -1,0 +1,374 @@
+"""The crash journal: every finished exchange on disk as it completes, and its recovery.
+
+A recorder appends one orjson line per exchange to ``DIR/.journal/<run>.jsonl`` with the
+id of the session it joined and its client, as the sessionizer saw it (after
+filters and redaction: no secret reaches the journal that would not reach a session
+file). Each line goes to the kernel with one ``write()`` as the flow finishes, so a
+killed process (``kill -9``, OOM) loses nothing it had finished; only a power loss can
+take what the kernel had not flushed yet, which ``sync()`` bounds (the recorder calls
+it every ``journal_fsync`` seconds, and on close).
+
+When two open sessions merge (a cookie key adopting the requests sent before the cookie
+existed), a ``{"m": absorbed, "into": survivor}`` line says so. When a session file has
+been written (atomically), a ``{"w": id}`` line marks its exchanges as no longer needed;
+once every session of a journal is written, the journal is deleted and a new one started,
+so the journal holds the open sessions, not the whole recording.
+
+The journal is also what keeps memory flat however long a session runs: while a session
+is open, the sessionizer holds a ``Spilled`` per exchange (its timing and where its line
+is), not the exchange with its headers and bodies; the line is read back when the
+session is written.
+
+A running recorder holds an exclusive ``flock`` on its journal, which the kernel drops
+when the process dies: ``recover`` takes over any unlocked journal, writes each session
+that has no file yet (grouped exactly as the live sessionizer had grouped it: by the
+session id on each line) and deletes the journal. Recovery is idempotent: a session id
+names its file, so recovering twice never duplicates one.
+
+Pure I/O, no mitmproxy: tests drive it directly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from recorder.sessionizer import ClientKey, Exchange, build_session
+from traffic_replay.errors import RecordingError
+from traffic_replay.format import Body, Response, Session, write_session
+
+JOURNAL_DIR = ".journal"
+JOURNAL_VERSION = 1
+
+
+class JournalError(RecordingError):
+    """The journal cannot be written or read: the recording is not safe."""
+
+
+def _plain(obj: Any) -> Any:
+    # pydantic models (Body, Response) are plain field dicts: far cheaper than model_dump().
+    if hasattr(obj, "__pydantic_fields__"):
+        return obj.__dict__
+    raise TypeError(f"cannot journal {type(obj).__name__}")
+
+
+def _tuples(value: Any) -> Any:
+    """JSON arrays back into the tuples a session key is made of."""
+    return tuple(_tuples(v) for v in value) if isinstance(value, list) else value
+
+
+def encode_line(session_id: str, client: ClientKey, exchange: Exchange) -> bytes:
+    """One journal line: the session the exchange joined, its client, and the exchange."""
+    return orjson.dumps({"s": session_id, "c": client, "x": exchange._asdict()}, default=_plain) + b"\n"
+
+
+def decode_exchange(data: dict[str, Any]) -> Exchange:
+    """An exchange from its journal form, validated: a damaged line must not make a bad session file."""
+    body = data["body"]
+    return Exchange(**{**data,
+                       "headers": [tuple(h) for h in data["headers"]],
+                       "body": None if body is None else Body.model_validate(body),
+                       "response": Response.model_validate(data["response"])})
+
+
+class Spilled:
+    """What the sessionizer holds for an exchange of an open session: its timing, and where the rest is.
+
+    Until its line is in the journal (or if that failed) it holds the exchange itself.
+    """
+
+    __slots__ = ("started", "finished", "exchange", "journal", "offset", "length")
+
+    def __init__(self, exchange: Exchange) -> None:
+        self.started, self.finished = exchange.started, exchange.finished
+        self.exchange: Exchange | None = exchange
+        self.journal: Journal | None = None
+        self.offset = self.length = 0
+
+    def spilled(self, journal: Journal, where: tuple[int, int]) -> None:
+        self.journal, (self.offset, self.length), self.exchange = journal, where, None
+
+    def restore(self) -> Exchange:
+        if self.exchange is not None:
+            return self.exchange
+        assert self.journal is not None
+        return self.journal.load(self.offset, self.length)
+
+
+class Journal:
+    """The append-only journal of one running recorder, in ``directory/.journal``."""
+
+    def __init__(self, directory: Path, fsync_interval: float = 1.0) -> None:
+        self.folder = directory / JOURNAL_DIR
+        self.fsync_interval = fsync_interval
+        self.path: Path | None = None
+        self._fd = -1
+        self._read_fd = -1
+        self._size = 0
+        self._pending: set[str] = set()  # sessions with a line here and no file yet
+        self._lines = 0
+        self._dirty = False
+        self._last_sync = time.monotonic()
+        self._rotations = 0
+        self._open()
+
+    def _open(self) -> None:
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            name = f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}-{self._rotations}.jsonl"
+            path = self.folder / name
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
+        except OSError as e:
+            raise JournalError(f"{self.folder}: cannot create the crash journal: {e.strerror or e}") from e
+        # Held until we close (or die): recovery leaves a locked journal to its live owner.
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        self._fd, self.path, self._size = fd, path, 0
+        self._write(orjson.dumps({"journal": JOURNAL_VERSION, "pid": os.getpid(), "started": time.time()}) + b"\n")
+        self._lines = 0
+
+    def _write(self, data: bytes) -> None:
+        self._size += len(data)  # we are the only writer (flock): our count is the file's size
+        view = memoryview(data)
+        try:
+            while view:
+                view = view[os.write(self._fd, view):]
+        except OSError as e:
+            self._size = os.fstat(self._fd).st_size if self._fd >= 0 else 0
+            raise JournalError(f"{self.path}: cannot write the crash journal: {e.strerror or e}") from e
+        self._dirty = True
+        if self.fsync_interval == 0:
+            self.sync()
+
+    def append(self, session_id: str, client: ClientKey, exchange: Exchange) -> tuple[int, int]:
+        """Journal one finished exchange; return where its line is (offset, length).
+
+        Raises ``JournalError`` if the line is not on its way to disk.
+        """
+        line = encode_line(session_id, client, exchange)
+        offset = self._size
+        self._write(line)
+        self._pending.add(session_id)
+        self._lines += 1
+        return offset, len(line)
+
+    def load(self, offset: int, length: int) -> Exchange:
+        """The exchange of the line at ``offset`` (the session it belongs to is being written)."""
+        try:
+            if self._read_fd < 0:
+                assert self.path is not None
+                self._read_fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+            line = os.pread(self._read_fd, length, offset)
+        except OSError as e:
+            raise JournalError(f"{self.path}: cannot read the crash journal back: {e.strerror or e}") from e
+        return decode_exchange(orjson.loads(line)["x"])
+
+    def merged(self, absorbed: str, into: str) -> None:
+        """Session ``absorbed`` is now part of ``into``: its lines belong to ``into``'s file."""
+        if absorbed in self._pending:
+            self._write(orjson.dumps({"m": absorbed, "into": into}) + b"\n")
+            self._pending.discard(absorbed)
+            self._pending.add(into)
+
+    def written(self, session_id: str) -> None:
+        """The session's file is written: its lines are no longer needed."""
+        if session_id not in self._pending:
+            return
+        self._write(orjson.dumps({"w": session_id}) + b"\n")
+        self._pending.discard(session_id)
+        if not self._pending and self._lines:
+            self._rotate()
+
+    def _rotate(self) -> None:
+        # Every session of this journal has its file: start afresh rather than let it grow.
+        old = self.path
+        self._close_fd()
+        if old is not None:
+            old.unlink(missing_ok=True)
+        self._rotations += 1
+        self._open()
+
+    def sync(self) -> None:
+        """fsync if anything was written since the last one (power-loss safety, not crash safety)."""
+        if self._dirty and self._fd >= 0:
+            try:
+                os.fsync(self._fd)
+            except OSError as e:
+                raise JournalError(f"{self.path}: cannot sync the crash journal: {e.strerror or e}") from e
+            self._dirty = False
+        self._last_sync = time.monotonic()
+
+    def sync_due(self) -> bool:
+        return self._dirty and time.monotonic() - self._last_sync >= self.fsync_interval
+
+    @property
+    def pending(self) -> int:
+        """Sessions journaled whose file is not written yet."""
+        return len(self._pending)
+
+    def close(self) -> None:
+        """Close; delete the journal if every session it holds was written, else keep it for recovery."""
+        if self._fd < 0:
+            return
+        path, keep = self.path, bool(self._pending)
+        self.sync()
+        if not keep and path is not None:
+            path.unlink(missing_ok=True)  # unlinked while still locked: no recoverer can race us
+        self._close_fd()
+
+    def _close_fd(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)  # drops the flock
+            self._fd = -1
+        if self._read_fd >= 0:
+            os.close(self._read_fd)
+            self._read_fd = -1
+
+
+# --- recovery ----------------------------------------------------------------------------
+
+@dataclass
+class Recovered:
+    """What ``recover`` did: sessions written, exchanges restored, journals read, problems."""
+
+    sessions: list[Path] = field(default_factory=list)
+    exchanges: int = 0
+    journals: int = 0
+    skipped_written: int = 0
+    damaged_lines: int = 0
+
+
+@dataclass
+class JournalContents:
+    """What a journal holds: exchanges per session id (journal order), clients, merges, marks."""
+
+    exchanges: dict[str, list[Exchange]] = field(default_factory=dict)
+    clients: dict[str, list[ClientKey]] = field(default_factory=dict)
+    merged_into: dict[str, str] = field(default_factory=dict)
+    written: set[str] = field(default_factory=set)
+    damaged: int = 0
+
+    def survivor(self, session_id: str) -> str:
+        seen = {session_id}
+        while (session_id := self.merged_into.get(session_id, session_id)) not in seen:
+            seen.add(session_id)
+        return session_id
+
+    def sessions(self) -> dict[str, tuple[ClientKey, list[Exchange]]]:
+        """Each surviving session id with its client (of its earliest request) and exchanges."""
+        grouped: dict[str, list[tuple[ClientKey, Exchange]]] = {}
+        for sid, exchanges in self.exchanges.items():
+            grouped.setdefault(self.survivor(sid), []).extend(zip(self.clients[sid], exchanges, strict=True))
+        return {sid: (min(pairs, key=lambda p: p[1].started)[0], [x for _, x in pairs])
+                for sid, pairs in grouped.items()}
+
+
+def read_journal(path: Path) -> JournalContents:
+    """Parse a journal; a line cut short by the crash (the last one, at worst) is counted, not fatal."""
+    found = JournalContents()
+    for line in _lines(path):
+        try:
+            entry = orjson.loads(line)
+            if "x" in entry:
+                exchange = decode_exchange(entry["x"])
+                client = _tuples(entry["c"])
+                found.exchanges.setdefault(entry["s"], []).append(exchange)
+                found.clients.setdefault(entry["s"], []).append(client)
+            elif "w" in entry:
+                found.written.add(entry["w"])
+            elif "m" in entry:
+                found.merged_into[entry["m"]] = entry["into"]
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+            found.damaged += 1
+    return found
+
+
+def _lines(path: Path) -> Iterator[bytes]:
+    with path.open("rb") as fh:
+        for line in fh:
+            if line.strip():
+                yield line
+
+
+def recover(directory: Path, write: Callable[[Session], Path] | None = None) -> Recovered:
+    """Write the unwritten sessions of every journal in ``directory`` that no live recorder holds.
+
+    ``write`` writes one session (default: atomically into ``directory``).
+    """
+    report = Recovered()
+    folder = directory / JOURNAL_DIR
+    if not folder.is_dir():
+        return report
+    save = write or (lambda s: write_session(s, directory))
+    for path in sorted(folder.glob("*.jsonl")):
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            continue  # rotated away meanwhile
+        except OSError as e:
+            raise JournalError(f"{path}: cannot read the crash journal: {e.strerror or e}") from e
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue  # a live recorder writes this one
+            if not path.exists():
+                continue  # its owner deleted it after we opened it
+            contents = read_journal(path)
+            report.journals += 1
+            report.damaged_lines += contents.damaged
+            for sid, (client, exchanges) in contents.sessions().items():
+                if sid in contents.written or (directory / f"{sid}.json").exists():
+                    report.skipped_written += 1
+                    continue
+                try:
+                    report.sessions.append(save(build_session(client, exchanges, session_id=sid)))
+                except OSError as e:
+                    raise JournalError(f"{directory}: cannot write recovered session {sid}: "
+                                       f"{e.strerror or e}") from e
+                report.exchanges += len(exchanges)
+            path.unlink()
+        finally:
+            os.close(fd)
+    return report
+
+
+def describe(report: Recovered, directory: Path) -> str:
+    damaged = f", {report.damaged_lines} damaged journal lines skipped" if report.damaged_lines else ""
+    return (f"replay: recovered {report.exchanges} requests in {len(report.sessions)} sessions into {directory}/ "
+            f"from {report.journals} interrupted recording journal(s){damaged}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m recorder.journal DIR``: what ``replay recover DIR`` runs."""
+    parser = argparse.ArgumentParser(prog="replay recover", description=__doc__.split("\n\n")[0])
+    parser.add_argument("directory", type=Path)
+    args = parser.parse_args(argv)
+    directory: Path = args.directory
+    try:
+        if not directory.is_dir():
+            raise JournalError(f"{directory}: no such directory" if not directory.exists()
+                               else f"{directory}: not a directory")
+        report = recover(directory)
+    except RecordingError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return e.exit_code
+    if not report.journals:
+        print(f"replay: nothing to recover in {directory}/ (no interrupted recording)", file=sys.stderr)
+    else:
+        print(describe(report, directory), file=sys.stderr)
+    for path in report.sessions:
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,203 @@
+"""Secrets out of a recording: headers, JSON fields, form fields and query parameters.
+
+Pure Python, no mitmproxy: the recorder redacts every exchange before it is kept, an
+import can do the same. A redacted value becomes ``«redacted:xxxxxxxx»``: the first
+8 hex digits of an HMAC-SHA256 of the value, keyed by a random key kept in the
+recordings directory (``.redaction-key``). Equal secrets get equal placeholders, so a
+token that a response handed out and a later request sent back still look the same
+(which correlation needs), while the value itself is never written.
+
+The placeholder is derived from the decoded value: the same token in an
+``Authorization: Bearer`` header, a JSON field and a query parameter (where the
+placeholder is percent-encoded) gets the same placeholder.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, unquote_plus
+
+import orjson
+
+from traffic_replay.redacted import KEY_FILE, PLACEHOLDER, placeholder
+
+__all__ = ["KEY_FILE", "PLACEHOLDER", "Redactor", "load_key", "normalize"]
+
+Header = tuple[str, str]
+
+ALWAYS_HEADERS = ("authorization", "proxy-authorization", "cookie", "set-cookie")
+"""Headers whose values are always redacted (cookie values only: names and attributes stay)."""
+
+DEFAULT_HEADERS = ("x-api-key", "x-auth-token")
+"""Further headers redacted by default, whole value."""
+
+DEFAULT_FIELDS = ("password", "passwd", "secret", "client_secret", "token", "access_token", "refresh_token",
+                  "id_token", "auth_token", "api_key", "apikey")
+"""JSON fields, form fields and query parameters redacted by default."""
+
+
+def normalize(name: str) -> str:
+    """Field names compare without case, dashes or underscores: apiKey, api_key and API-KEY are one."""
+    return name.lower().replace("_", "").replace("-", "")
+
+
+def load_key(directory: Path) -> bytes:
+    """The directory's redaction key, created on first use (mode 0600)."""
+    path = directory / KEY_FILE
+    try:
+        return bytes.fromhex(path.read_text().strip())
+    except FileNotFoundError:
+        pass
+    except ValueError:
+        raise ValueError(f"{path}: not a redaction key (delete it to start a new one)") from None
+    # Written aside and linked into place, so that two recorders starting together agree.
+    tmp = directory / f".{KEY_FILE}.{secrets.token_hex(4)}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_hex(32) + "\n")
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass
+    finally:
+        tmp.unlink(missing_ok=True)
+    return bytes.fromhex(path.read_text().strip())
+
+
+class Redactor:
+    """Redacts with one key; the names it redacts are fixed at construction."""
+
+    def __init__(self, key: bytes, headers: Iterable[str] = (), fields: Iterable[str] = ()) -> None:
+        self._key = key
+        self.headers = frozenset(h.strip().lower() for h in (*ALWAYS_HEADERS, *DEFAULT_HEADERS, *headers))
+        self.fields = frozenset(normalize(f.strip()) for f in (*DEFAULT_FIELDS, *fields) if f.strip())
+        self._field_bytes = tuple(f.encode("utf-8") for f in self.fields)
+
+    def placeholder(self, value: str) -> str:
+        # The format is shared with the replayer, which fills placeholders in (traffic_replay.redacted).
+        return placeholder(self._key, value)
+
+    # Headers ------------------------------------------------------------------------
+
+    def header_list(self, headers: list[Header]) -> list[Header]:
+        """``headers`` with sensitive values redacted; the same list when none is."""
+        out: list[Header] | None = None
+        for i, (name, value) in enumerate(headers):
+            lower = name.lower()
+            if lower in self.headers:
+                redacted = self.header(lower, value)
+            elif lower == "location" and "?" in value:
+                redacted = self.path(value)
+            else:
+                continue
+            if redacted != value:
+                if out is None:
+                    out = list(headers)
+                out[i] = (name, redacted)
+        return headers if out is None else out
+
+    def header(self, name: str, value: str) -> str:
+        """One header value, ``name`` in lower case."""
+        if not value:
+            return value
+        if name == "cookie":
+            return "; ".join(self._cookie_pair(p.strip()) for p in value.split(";"))
+        if name == "set-cookie":
+            first, sep, attributes = value.partition(";")
+            return self._cookie_pair(first) + sep + attributes
+        if name in ("authorization", "proxy-authorization"):
+            scheme, sep, credentials = value.partition(" ")
+            if sep and credentials.strip():  # keep the scheme: "Bearer «...»" says what kind of secret it was
+                return f"{scheme} {self.placeholder(credentials.strip())}"
+        return self.placeholder(value)
+
+    def _cookie_pair(self, pair: str) -> str:
+        name, sep, value = pair.partition("=")
+        value = value.strip()
+        if not sep or not value:
+            return pair
+        quoted = len(value) > 1 and value[0] == value[-1] == '"'
+        return f"{name}={self.placeholder(value[1:-1] if quoted else value)}"
+
+    # URLs and form bodies ----------------------------------------------------------------
+
+    def path(self, path: str) -> str:
+        """A path or URL with sensitive query parameters redacted."""
+        head, sep, query = path.partition("?")
+        if not sep or not self._may_hold(query):
+            return path
+        fragment = ""
+        if "#" in query:
+            query, fragment = query.split("#", 1)
+            fragment = "#" + fragment
+        return f"{head}?{self.form(query)}{fragment}"
+
+    def form(self, query: str) -> str:
+        """A form-encoded string (query or ``application/x-www-form-urlencoded`` body), redacted."""
+        parts = query.split("&")
+        for i, part in enumerate(parts):
+            name, sep, value = part.partition("=")
+            if sep and value and normalize(unquote_plus(name)) in self.fields:
+                parts[i] = f"{name}={quote(self.placeholder(unquote_plus(value)), safe=':')}"
+        return "&".join(parts)
+
+    # Bodies ---------------------------------------------------------------------------
+
+    def body(self, content: bytes, content_type: str | None) -> bytes:
+        """A JSON or form body with sensitive fields redacted; ``content`` itself when none is."""
+        if not content or not content_type:
+            return content
+        ctype = content_type.lower()
+        if "json" in ctype:
+            if not self._may_hold_bytes(content):
+                return content
+            try:
+                document = orjson.loads(content)
+            except orjson.JSONDecodeError:
+                return content  # not JSON after all: nothing we can find fields in
+            return orjson.dumps(document) if self._redact_json(document, False) else content
+        if "x-www-form-urlencoded" in ctype:
+            try:
+                text = content.decode("utf-8")
+            except UnicodeDecodeError:
+                return content
+            redacted = self.form(text) if self._may_hold(text) else text
+            return content if redacted == text else redacted.encode("utf-8")
+        return content
+
+    def _redact_json(self, node: Any, sensitive: bool) -> bool:
+        """Redact ``node`` in place (every scalar under a sensitive key); True if anything changed."""
+        changed = False
+        if isinstance(node, dict):
+            for k, v in node.items():
+                hit = sensitive or normalize(k) in self.fields
+                if isinstance(v, dict | list):
+                    changed = self._redact_json(v, hit) or changed
+                elif hit and isinstance(v, str | int | float) and not isinstance(v, bool):
+                    node[k] = self.placeholder(str(v))
+                    changed = True
+        elif isinstance(node, list):
+            for i, v in enumerate(node):
+                if isinstance(v, dict | list):
+                    changed = self._redact_json(v, sensitive) or changed
+                elif sensitive and isinstance(v, str | int | float) and not isinstance(v, bool):
+                    node[i] = self.placeholder(str(v))
+                    changed = True
+        return changed
+
+    # A cheap test before parsing: most bodies name no sensitive field at all. Squashing
+    # case, dashes and underscores first keeps it a superset of what ``normalize`` matches.
+    def _may_hold(self, text: str) -> bool:
+        if "%" in text:
+            text = unquote_plus(text)
+        squashed = text.lower().replace("_", "").replace("-", "")
+        return any(f in squashed for f in self.fields)
+
+    def _may_hold_bytes(self, content: bytes) -> bool:
+        squashed = content.lower().replace(b"_", b"").replace(b"-", b"")
+        return any(f in squashed for f in self._field_bytes)
