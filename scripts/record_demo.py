@@ -23,7 +23,9 @@ from pathlib import Path
 
 import httpx
 
+from traffic_replay.demo_target import DEMO_PASSWORD
 from traffic_replay.format import load_recordings, write_session
+from traffic_replay.redacted import DEMO_SECRETS, KEY_FILE, placeholder, secret_env_name
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -152,9 +154,14 @@ def main() -> None:
     if len(sessions) != len(JOURNEYS):
         raise SystemExit(f"expected {len(JOURNEYS)} sessions, the recorder wrote {len(sessions)}")
     if out.exists():
-        for old in out.glob("*.json"):
-            old.unlink()
+        for old in [*out.glob("*.json"), out / DEMO_SECRETS]:
+            old.unlink(missing_ok=True)
     out.mkdir(parents=True, exist_ok=True)
+    # The recorder redacted the demo password; `replay demo` supplies it the way a user
+    # supplies any secret: as REPLAY_SECRET_* (never keep real secrets beside recordings).
+    redacted = placeholder(bytes.fromhex((work / KEY_FILE).read_text().strip()), DEMO_PASSWORD)
+    (out / DEMO_SECRETS).write_text(f"# The demo target's password, for `replay demo` only.\n"
+                                    f"{secret_env_name(redacted)}={DEMO_PASSWORD}\n")
     for session in sessions:
         name, weight = by_agent[session.client.user_agent or ""]
         write_session(session.model_copy(update={"name": name, "weight": weight}), out)

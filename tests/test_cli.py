@@ -74,11 +74,12 @@ def test_a_bad_recording_setting_is_refused_before_mitmproxy_starts(flags: list[
 def test_inspect_shows_sessions_and_endpoints() -> None:
     result = replay("inspect", "recordings")
     assert result.returncode == 0, result.stderr
-    for text in ("browse catalogue", "shop via the API", "search and log in", "/items/{id}", "POST", "weight"):
+    for text in ("browse catalogue", "shop via the API", "search and log in", "sell an item", "/items/{id}", "POST",
+                 "weight", "correlations", "JSON listing.id"):
         assert text in result.stdout
     report = orjson.loads(replay("inspect", "recordings", "--json").stdout)
     assert {s["name"]: s["weight"] for s in report["sessions"]} == {
-        "browse catalogue": 5, "shop via the API": 3, "search and log in": 2}
+        "browse catalogue": 5, "shop via the API": 3, "search and log in": 2, "sell an item": 2}
     assert report["total_requests"] == sum(s["requests"] for s in report["sessions"])
     assert any(e["name"] == "/api/cart" and e["method"] == "POST" for e in report["endpoints"])
 
@@ -93,7 +94,7 @@ def test_check_reports_status_and_latency(demo_target: str) -> None:
     result = replay("check", "--host", demo_target, "recordings")
     assert result.returncode == 0, result.stderr
     lines = result.stdout.strip().splitlines()
-    assert len(lines) == 3 and all(line.startswith("ok  GET ") and " ms" in line for line in lines)
+    assert len(lines) == 4 and all(line.startswith("ok  GET ") and " ms" in line for line in lines)
 
 
 def test_a_wrong_host_fails_fast_with_one_line() -> None:

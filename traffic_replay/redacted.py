@@ -14,11 +14,25 @@ import hmac
 import os
 import re
 from collections.abc import Mapping
+from pathlib import Path
 
 PLACEHOLDER = re.compile(r"«redacted:([0-9a-f]{8})»")
 """What a redacted value looks like (percent-encoded in URLs and form bodies)."""
 
 KEY_FILE = ".redaction-key"
+
+DEMO_SECRETS = "demo-secrets.env"
+"""Beside the bundled recordings: the demo password as REPLAY_SECRET_*, read by ``replay demo``."""
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """``NAME=value`` lines (``#`` comments and blank lines skipped), as ``.env`` files hold."""
+    pairs: dict[str, str] = {}
+    for line in path.read_text().splitlines():
+        name, sep, value = line.partition("=")
+        if sep and not line.lstrip().startswith("#"):
+            pairs[name.strip()] = value.strip()
+    return pairs
 
 
 def placeholder(key: bytes, value: str) -> str:

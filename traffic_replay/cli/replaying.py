@@ -15,6 +15,7 @@ from traffic_replay.errors import ConfigError, TargetError
 from traffic_replay.format import load_recordings
 from traffic_replay.hosts import parse_host_maps
 from traffic_replay.naming import StatsNamer
+from traffic_replay.redacted import DEMO_SECRETS, read_env_file
 from traffic_replay.rules import load_rules
 from traffic_replay.settings import Settings
 from traffic_replay.userdata import load_rows, parse_data_map
@@ -82,10 +83,10 @@ def _locust_args(settings: Settings) -> tuple[list[str], dict[str, str]]:
     return args, {**os.environ, **settings.to_env()}
 
 
-def _run_locust(settings: Settings) -> int:
+def _run_locust(settings: Settings, extra_env: dict[str, str]) -> int:
     """Run Locust as a child (the caller has more to do after it); return its exit code."""
     args, env = _locust_args(settings)
-    child = subprocess.Popen(args, env=env)
+    child = subprocess.Popen(args, env={**env, **extra_env})
     try:
         return child.wait()
     except KeyboardInterrupt:
@@ -171,7 +172,8 @@ def demo(
         err.print(f"demo target listening on {url}", highlight=False)
         settings = Settings.build(recordings=bundled_recordings(), host=url, users=users, spawn_rate=users,
                                   run_time=run_time, speed=speed, headless=True, summary_json=summary_json)
-        code = _run_locust(settings)
+        secrets = settings.recordings / DEMO_SECRETS
+        code = _run_locust(settings, read_env_file(secrets) if secrets.is_file() else {})
     finally:
         target.terminate()
         try:
