@@ -7,7 +7,6 @@ from pathlib import Path
 
 from locust.env import Environment
 from locust.stats import StatsEntry
-from rich.console import Console
 
 from replayer.divergence import RunLog, percentile
 from traffic_replay.summary import (
@@ -87,6 +86,8 @@ def build_summary(environment: Environment, log: RunLog) -> Summary:
 
 def report(environment: Environment, log: RunLog, summary_json: Path | None) -> None:
     """Print the summary (instead of Locust's own end tables) and write it as JSON if asked."""
+    from rich.console import Console
+
     summary = build_summary(environment, log)
     render(summary, Console(width=140))
     if summary_json is not None:

@@ -117,3 +117,9 @@ def test_find_token_respects_boundaries() -> None:
     assert find_token("/items/1000", "1000") == 7
     assert find_token("/items/10001", "1000") == -1
     assert find_token("id=x1000&id=1000", "1000") == 12
+
+
+def test_form_encoded_words_are_not_mistaken_for_tokens() -> None:
+    session = make_session([make_request("/checkout", "POST", body=b"street=12+Analytical+Way&city=Leeds",
+                                         content_type="application/x-www-form-urlencoded")])
+    assert unsourced_values(session, []) == []

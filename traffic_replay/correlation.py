@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from typing import Literal
-from urllib.parse import quote, quote_plus
+from urllib.parse import quote, quote_plus, unquote_plus
 
 import orjson
 
@@ -231,7 +231,7 @@ def detect(session: Session) -> list[Correlation]:
 _PLACEHOLDER_LIKE = re.compile(
     r"^(?:[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"  # UUID
     r"|(?=[^\s]*\d)(?=[^\s]*[A-Za-z])[A-Za-z0-9_\-.~+/=]{16,})$")  # long mixed token
-_REQUEST_TOKENS = re.compile(r"[A-Za-z0-9_\-.~+%]{16,}")
+_REQUEST_TOKENS = re.compile(r"[A-Za-z0-9_\-.~]{16,}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,7 +249,8 @@ def unsourced_values(session: Session, correlations: list[Correlation]) -> list[
     found: list[Unsourced] = []
     for step, request in enumerate(session.requests):
         for place, name, text in request_texts(request):
-            for token in _REQUEST_TOKENS.findall(text):
+            # Decoded first: "12+Main+Street" in a form is three words, not one token.
+            for token in _REQUEST_TOKENS.findall(unquote_plus(text)):
                 if token in known or token in seen or not _PLACEHOLDER_LIKE.match(token):
                     continue
                 seen.add(token)

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import orjson
 from pydantic import BaseModel, Field
-from rich.console import Console
-from rich.table import Table
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 
 class EndpointStats(BaseModel):
@@ -89,6 +91,8 @@ def _ms(value: float) -> str:
 
 def render(summary: Summary, console: Console) -> None:
     """Print the summary as tables: endpoints, then sessions and failures."""
+    from rich.table import Table  # only at the end of a run: keep it out of the replay process's start-up
+
     table = Table(title=f"Replay of {summary.host or 'target'} for {summary.duration_s:.1f}s", title_justify="left")
     intended = summary.total.intended_p95_ms is not None
     columns = ["method", "endpoint", "requests", "failures", "median ms", "p95 ms", "req/s"]
