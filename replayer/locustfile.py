@@ -30,12 +30,14 @@ from gevent.pool import Group
 from locust import FastHttpUser, constant, events, task
 from locust.contrib.fasthttp import FastHttpSession
 from locust.env import Environment
+from locust.exception import CatchResponseError
 from locust.runners import MasterRunner, WorkerRunner
 
 from replayer.divergence import RunLog
 from replayer.loading import load_prepared
 from replayer.prepared import PreparedSession, Step
 from replayer.report import SESSION, report
+from replayer.sending import Sender
 from traffic_replay.errors import ReplayError
 from traffic_replay.extraction import ResponseView
 from traffic_replay.settings import Settings
@@ -122,7 +124,7 @@ class ReplayUser(FastHttpUser):
         live = list(session.live)
         for var, column in session.data:
             values[var], live[var] = self.row[column], True
-        state = (session, client, values, live)
+        state = (session, client, Sender(client, self.environment.events.request.fire), values, live)
         failed = False
         began = time.perf_counter()
         steps = session.steps
@@ -154,7 +156,7 @@ class ReplayUser(FastHttpUser):
             log.completed += 1
         self.environment.events.request.fire(
             request_type=SESSION, name=session.name, response_time=(time.perf_counter() - began) * 1000,
-            response_length=0, exception=ReplayError("a step failed") if failed else None, context={})
+            response_length=0, exception=CatchResponseError("a step failed") if failed else None, context={})
 
     def _send_at(self, state: tuple[Any, ...], step: Step, delay: float, due: float | None) -> bool:
         gevent.sleep(max(delay, 0))
@@ -162,31 +164,26 @@ class ReplayUser(FastHttpUser):
 
     def _send(self, state: tuple[Any, ...], step: Step, due: float | None) -> bool:
         """Send one step; True when it failed."""
-        session, client, values, live = state
+        session, client, sender, values, live = state
         if step.skip is not None:
             self.log.skip(step.skip)
             return False
         url, headers, body = step.url, step.headers, step.body
         if step.patch is not None:
             url, headers, body = self._patched(session, step, values, live)
-        failed = False
-        with client.request(step.method, url, name=step.name, data=body,
-                            headers=headers, allow_redirects=False, catch_response=True) as response:
-            status = response.status_code
-            if status and (status // 100 == step.expected or not step.expected):
-                response.success()
-            else:
-                failed = True
-                response.failure(_reason(step.label, step.expected, status, response))
-            if status:
-                header = response.headers.get
-                self.log.check(session.name, step, status, header, response.content)
-                if step.extract:
-                    view = ResponseView(header, response.content, lambda name: _cookie(client, name))
-                    for var, extract in step.extract:
-                        found = extract(view)
-                        if found is not None:
-                            values[var], live[var] = found, True
+        failed: bool
+        response, failed = sender(step.method, url, step.name, headers, body, step.expected, step.label)
+        status = response.status_code
+        if status:
+            header = response.headers.get
+            content = response.content
+            self.log.check(session.name, step, status, header, content)
+            if step.extract:
+                view = ResponseView(header, content, lambda name: _cookie(client, name))
+                for var, extract in step.extract:
+                    found = extract(view)
+                    if found is not None:
+                        values[var], live[var] = found, True
         if due is not None:
             self.log.intended(step.method, step.name, (time.perf_counter() - due - step.at) * 1000)
         return failed
@@ -210,7 +207,7 @@ class ReplayUser(FastHttpUser):
     def _fail_unsendable(self, session: PreparedSession, reason: str) -> None:
         first = session.steps[0]
         self.environment.events.request.fire(request_type=first.method, name=first.name, response_time=0,
-                                             response_length=0, exception=ReplayError(reason), context={})
+                                             response_length=0, exception=CatchResponseError(reason), context={})
         self.log.failed += 1
         # A missing secret fails every time: pace the failures instead of spinning on them.
         gevent.sleep(1.0)
@@ -224,14 +221,10 @@ def _cookie(client: FastHttpSession, name: str) -> str | None:
     return found
 
 
-def _reason(label: str, expected: int, status: int, response: Any) -> str:
-    if not status:
-        return f"{label}: {getattr(response, 'error', None) or 'no response'}"
-    return f"{label}: status {status}, recorded {expected}xx"
-
-
 def _load_sessions(environment: Environment, **_kwargs: Any) -> None:
     settings = ReplayUser.settings = Settings()
+    # A stalled target must show up as failures, not as requests that never end.
+    ReplayUser.network_timeout = ReplayUser.connection_timeout = settings.timeout
     logging.getLogger("replayer").setLevel(logging.DEBUG if settings.debug else logging.INFO)
     if environment.host is None and settings.host:
         environment.host = settings.host

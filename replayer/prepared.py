@@ -144,6 +144,8 @@ def _headers(pairs: list[tuple[str, str]]) -> dict[str, str]:
             continue
         # A dict cannot repeat a name; joining with ", " is what HTTP says repeated fields mean.
         merged[name] = f"{merged[name]}, {value}" if name in merged else value
+    if not any(name.lower() == "accept-encoding" for name in merged):
+        merged["Accept-Encoding"] = "gzip, deflate, br"  # what Locust's own client would send
     return merged
 
 

@@ -117,6 +117,7 @@ def run(
     data: Annotated[Path | None, typer.Option(help="CSV file: one row per virtual user.")] = None,
     data_map: Annotated[list[str] | None, typer.Option(help="COLUMN=RECORDED: a column replaces a recorded value.")
                         ] = None,
+    timeout: Annotated[float | None, typer.Option(help="Seconds before a request counts as failed.")] = None,
     session_rate: Annotated[float | None, typer.Option(help="Open model: sessions started per second.")] = None,
     arrivals: Annotated[str | None, typer.Option(help="Open model: 'constant' or 'poisson'.")] = None,
     timeline: Annotated[bool | None, typer.Option("--timeline", help="Start sessions at their recorded times.")
@@ -133,7 +134,7 @@ def run(
                               run_time=run_time, speed=speed, headless=headless, web_host=web_host,
                               web_port=web_port, csv=csv, html=html, summary_json=summary_json, check=check,
                               correlate=correlate, rules=rules, map_host=map_host or None, data=data,
-                              data_map=data_map or None, session_rate=session_rate, arrivals=arrivals,
+                              data_map=data_map or None, timeout=timeout, session_rate=session_rate, arrivals=arrivals,
                               timeline=timeline, parallel_overlaps=parallel_overlaps, names=names,
                               name_pattern=name_pattern or None)
     _check_inputs(settings)
