@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 import selectors
+import signal
 import socket
 import subprocess
 import sys
@@ -78,6 +79,14 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def interrupt(proc: subprocess.Popen[str]) -> str:
+    """SIGINT (Ctrl-C), expect exit code 0, return everything it printed."""
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(30) == 0
+    assert proc.stdout is not None
+    return proc.stdout.read()
 
 
 def stop_process(proc: subprocess.Popen[Any], grace: float = 5.0) -> int:

@@ -18,16 +18,10 @@ import pytest
 from recorder.redaction import KEY_FILE
 from traffic_replay.format import load_recordings
 
-from processes import REPO_ROOT, free_port, start_process, start_recorder, stop_process
+from processes import REPO_ROOT, free_port, interrupt, start_process, start_recorder, stop_process
 
 pytestmark = pytest.mark.timeout(90)
 
-
-def _stop(proc: subprocess.Popen[str]) -> str:
-    proc.send_signal(signal.SIGINT)
-    assert proc.wait(30) == 0
-    assert proc.stdout is not None
-    return proc.stdout.read()
 
 
 def test_hosts_patterns_and_static_assets_are_filtered_and_counted(demo_target: str, tmp_path: Path) -> None:
@@ -47,7 +41,7 @@ def test_hosts_patterns_and_static_assets_are_filtered_and_counted(demo_target: 
                             f"{match.group(1)}/api/items?page=2",  # another host: not allowed
                             f"{demo_target}/items/4"]:  # kept
                     client.get(url)
-            summary = _stop(proc)
+            summary = interrupt(proc)
         finally:
             stop_process(proc)
     finally:
@@ -73,7 +67,7 @@ def test_no_secret_reaches_the_recording_directory(demo_target: str, tmp_path: P
             assert client.get(f"/account?access_token={secrets['query']}").status_code == 200
             client.post("/api/cart", json={"item_id": 1, "qty": 1, "password": secrets["json"],
                                            "extra": {"pin_code": secrets["field"]}})
-        summary = _stop(proc)
+        summary = interrupt(proc)
     finally:
         stop_process(proc)
     assert "4 requests recorded" in summary and "WARNING" not in summary
@@ -96,7 +90,7 @@ def test_no_redact_is_loud(demo_target: str, tmp_path: Path) -> None:
     try:
         with httpx.Client(proxy=f"http://127.0.0.1:{port}", trust_env=False) as client:
             client.post(f"{demo_target}/login", data={"username": "ada", "password": "demo"})
-        summary = _stop(proc)
+        summary = interrupt(proc)
     finally:
         stop_process(proc)
     assert "WARNING: redaction is off (--no-redact)" in summary

@@ -3,8 +3,6 @@ upstream mode, and WebSocket / raw TCP flows that are skipped and counted, never
 
 from __future__ import annotations
 
-import signal
-import subprocess
 import sys
 from pathlib import Path
 
@@ -15,7 +13,7 @@ import pytest
 from recorder.redaction import PLACEHOLDER
 from traffic_replay.format import load_recordings
 
-from processes import start_process, start_recorder, stop_process, target_log
+from processes import interrupt, start_process, start_recorder, stop_process, target_log
 from servers import (
     ACCESS_TOKEN,
     SESSION_COOKIE,
@@ -29,13 +27,6 @@ from servers import (
 
 pytestmark = pytest.mark.timeout(90)
 
-
-def _stop(proc: subprocess.Popen[str]) -> str:
-    """SIGINT (Ctrl-C), expect exit code 0, return everything it printed."""
-    proc.send_signal(signal.SIGINT)
-    assert proc.wait(30) == 0
-    assert proc.stdout is not None
-    return proc.stdout.read()
 
 
 @pytest.mark.parametrize("http2", [False, True], ids=["http1.1", "http2"])
@@ -60,7 +51,7 @@ def test_https_through_mitmproxys_ca(tmp_path: Path, http2: bool) -> None:
             assert {login.http_version, me.http_version} == {"HTTP/2" if http2 else "HTTP/1.1"}
             assert seen == [("POST", "/token", "HTTP/2" if http2 else "HTTP/1.1"),
                             ("GET", "/me", "HTTP/2" if http2 else "HTTP/1.1")]
-        summary = _stop(proc)
+        summary = interrupt(proc)
     finally:
         stop_process(proc)
     assert "2 requests recorded in 1 sessions" in summary
@@ -92,10 +83,10 @@ def test_upstream_mode_records_through_another_proxy(demo_target: str, tmp_path:
             with httpx.Client(proxy=f"http://127.0.0.1:{port}", trust_env=False) as client:
                 assert client.get(f"{demo_target}/api/items/3").status_code == 200
                 assert client.get(f"{demo_target}/items?page=2").status_code == 200
-            _stop(proc)
+            interrupt(proc)
         finally:
             stop_process(proc)
-        upstream_log = _stop(upstream)
+        upstream_log = interrupt(upstream)
     finally:
         stop_process(upstream)
     # Both requests went through the upstream proxy (mitmdump logs each flow it passes on).
@@ -118,7 +109,7 @@ def test_websocket_and_raw_tcp_are_skipped_and_counted(demo_target: str, tmp_pat
             assert tcp_roundtrip_via_proxy(port, tcp_port, b"\x00\x01raw bytes\n") == b"\x00\x01raw bytes\n"
         with httpx.Client(proxy=f"http://127.0.0.1:{port}", trust_env=False) as client:
             assert client.get(f"{demo_target}/api/items/1").status_code == 200
-        summary = _stop(proc)
+        summary = interrupt(proc)
     finally:
         stop_process(proc)
     assert "1 requests recorded in 1 sessions" in summary
