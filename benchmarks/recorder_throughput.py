@@ -4,8 +4,8 @@
                                                         [--long 180] [--json OUT]
 
 Both sides run mitmproxy in reverse mode in front of the same local nginx (1 worker,
-access log off, `return 200 "ok\\n"`, started as benchmarks/replay_throughput.py starts
-it), and take the same load from `wrk` (Debian's; it has no proxy support, hence reverse
+access log off, `return 200 "ok\\n"`; the process helpers are benchmarks/replay_throughput.py's),
+and take the same load from `wrk` (Debian's; it has no proxy support, hence reverse
 mode): one thread, N keep-alive connections, a Lua script cycling through four browser-like
 requests (two GETs with query strings, a JSON POST, a form POST; ~10 headers each).
 

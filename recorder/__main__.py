@@ -1,16 +1,34 @@
-"""``python -m recorder ARGS``: mitmdump with the recorder addon loaded (what ``replay record`` runs)."""
+"""``python -m recorder ARGS``: mitmdump with the recorder's addons built in (what ``replay record`` runs).
+
+Built in rather than loaded with ``-s``: mitmproxy loads a script in a background task,
+and under load (six recorders starting at once) a script's ``running`` hook was sometimes
+never called, so no idle session was closed; it also reports a script's option error with
+a traceback. A built-in addon gets every hook in order, and an option error is one line
+and exit code 1.
+"""
 
 from __future__ import annotations
 
 import sys
-from pathlib import Path
+from typing import Any
 
-from mitmproxy.tools.main import mitmdump
+from mitmproxy import options
+from mitmproxy.tools import cmdline
+from mitmproxy.tools.dump import DumpMaster
+from mitmproxy.tools.main import run
+
+from recorder import addon
+
+
+class RecorderMaster(DumpMaster):
+    def __init__(self, opts: options.Options, **kwargs: Any) -> None:
+        super().__init__(opts, **kwargs)
+        self.addons.add(*addon.addons)
 
 
 def main() -> None:
-    addon = Path(__file__).with_name("addon.py")
-    mitmdump(["-s", str(addon), *sys.argv[1:]])
+    sys.argv[0] = "replay record"  # mitmproxy starts its one-line errors with it
+    run(RecorderMaster, cmdline.mitmdump, sys.argv[1:])
 
 
 if __name__ == "__main__":

@@ -93,9 +93,14 @@ class Recorder:
         self.journal: Journal | None = None
         self.journal_failed = False
         self._start_failed = False
+        self._running = False
+        self._rollback = False
         self.fsync_interval = 1.0
 
     def load(self, loader: Loader) -> None:
+        # After a failed update mitmproxy configures the previous values again; those were
+        # in use (or the untouched defaults), so nothing must be created for them.
+        loader.master.options.errored.connect(self._rolling_back)
         loader.add_option("replay_dir", str, "recordings",
                           "Directory the session files are written to; created if missing.")
         loader.add_option("replay_idle_gap", str, "30",
@@ -130,6 +135,7 @@ class Recorder:
                           "Further JSON field, form field and query parameter names to redact (repeatable).")
 
     def configure(self, updated: set[str]) -> None:
+        rollback, self._rollback = self._rollback, False
         if "replay_journal_fsync" in updated:
             # Before replay_dir: the journal opened there takes this interval.
             try:
@@ -138,7 +144,9 @@ class Recorder:
                 raise exceptions.OptionsError(f"replay_journal_fsync: {e}") from e
             if self.journal is not None:
                 self.journal.fsync_interval = self.fsync_interval
-        if "replay_dir" in updated:
+        if "replay_dir" in updated and rollback:
+            self.directory = Path(ctx.options.replay_dir).expanduser()
+        elif "replay_dir" in updated:
             directory = Path(ctx.options.replay_dir).expanduser()
             try:
                 directory.mkdir(parents=True, exist_ok=True)
@@ -168,8 +176,11 @@ class Recorder:
             _parsed("replay_exclude", compile_patterns)
             self.filter = FlowFilter(ctx.options.replay_allow_host, ctx.options.replay_exclude,
                                      ctx.options.replay_static)
-        if updated & _REDACTION_OPTIONS and self._directory_set:
+        if updated & _REDACTION_OPTIONS and self._directory_set and not rollback:
             self._set_redactor()
+
+    def _rolling_back(self, exc: Exception) -> None:
+        self._rollback = True
 
     def _set_redactor(self) -> None:
         if not ctx.options.replay_redact:
@@ -182,6 +193,9 @@ class Recorder:
         self.redactor = Redactor(key, ctx.options.replay_redact_header, ctx.options.replay_redact_field)
 
     def running(self) -> None:
+        if self._running:  # mitmproxy can run a reloaded script's hook twice
+            return
+        self._running = True
         try:
             self.open_journal()
         except JournalError as e:

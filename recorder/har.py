@@ -73,7 +73,7 @@ def load_har(path: Path, body_cap: int, per: Grouping = "page", flow_filter: Flo
     except OSError as e:
         raise HarError(f"{path}: {e.strerror or e}") from e
     try:
-        document = orjson.loads(raw)
+        document = orjson.loads(raw.removeprefix(b"\xef\xbb\xbf"))  # some Windows tools write a BOM
     except orjson.JSONDecodeError as e:
         raise HarError(f"{path}: not a HAR file: not valid JSON ({e})") from e
     log = document.get("log") if isinstance(document, dict) else None

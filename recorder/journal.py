@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import fcntl
 import os
+import secrets
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -118,19 +119,24 @@ class Journal:
         self._lines = 0
         self._dirty = False
         self._last_sync = time.monotonic()
-        self._rotations = 0
         self._open()
 
     def _open(self) -> None:
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
-            name = f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}-{self._rotations}.jsonl"
+            # Unique even for two recorders of one process (mitmproxy may load a script twice).
+            name = f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}-{secrets.token_hex(4)}.jsonl"
             path = self.folder / name
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC, 0o644)
         except OSError as e:
             raise JournalError(f"{self.folder}: cannot create the crash journal: {e.strerror or e}") from e
         # Held until we close (or die): recovery leaves a locked journal to its live owner.
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        # Never blocking: the file is new, and a wait here would freeze mitmproxy's event loop.
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            os.close(fd)
+            raise JournalError(f"{path}: cannot lock the crash journal: {e.strerror or e}") from e
         self._fd, self.path, self._size = fd, path, 0
         self._write(orjson.dumps({"journal": JOURNAL_VERSION, "pid": os.getpid(), "started": time.time()}) + b"\n")
         self._lines = 0
@@ -193,7 +199,6 @@ class Journal:
         self._close_fd()
         if old is not None:
             old.unlink(missing_ok=True)
-        self._rotations += 1
         self._open()
 
     def sync(self) -> None:

@@ -129,3 +129,9 @@ def test_websocket_upgrade_in_http_scheme_is_skipped(tmp_path: Path) -> None:
     path = tmp_path / "ws.har"
     path.write_bytes(orjson.dumps({"log": {"entries": [entry("GET", "https://shop.example/socket", 101)]}}))
     assert [reason for _, _, reason in load_har(path, 1024).skipped] == [WEBSOCKET]
+
+
+def test_a_har_with_a_byte_order_mark_reads(tmp_path: Path) -> None:
+    path = tmp_path / "bom.har"
+    path.write_bytes(b"\xef\xbb\xbf" + orjson.dumps({"log": {"entries": [entry("GET", "https://shop.example/", 200)]}}))
+    assert [len(g.exchanges) for g in load_har(path, 1024).groups] == [1]

@@ -118,7 +118,9 @@ def test_a_mitmdump_flow_file_imports_as_the_live_recorder_records(demo_target: 
     # The same flows, recorded live by our addon and saved by mitmproxy's own writer, side by side.
     proc, _ = start_process([str(mitmdump), "--listen-host", "127.0.0.1", "--listen-port", str(port), "-w", str(flows),
                              "-s", str(addon), "--set", f"replay_dir={live}", "--set", "replay_idle_gap=1"],
-                            r"recording sessions into", timeout=30, merge_stderr=True)
+                            # Not the addon's own start line: under load mitmproxy may skip a script's
+                            # running hook (the script is loaded before the proxy listens either way).
+                            r"proxy listening at", timeout=30, merge_stderr=True)
     try:
         for agent in ("alice/1.0", "bob/2.0"):
             with httpx.Client(base_url=demo_target, proxy=f"http://127.0.0.1:{port}", trust_env=False,

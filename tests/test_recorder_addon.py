@@ -254,3 +254,17 @@ def test_non_http_flows_are_counted_never_recorded(tmp_path: Path) -> None:
         assert flow_error is not None
         recorder.error(websocket)  # its end is not counted twice
     assert recorder.skips == {"non-http": 3, "websocket": 1} and recorder.flows == 0
+
+
+def test_a_failed_update_creates_nothing_where_the_restored_values_point(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    # mitmproxy configures the previous values again after a failed update: here the default
+    # "recordings", relative to the working directory, which must not appear.
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "rec").mkdir()
+    (tmp_path / "rec" / ".redaction-key").write_text("not a key\n")
+    recorder = Recorder()
+    with taddons.context(recorder) as tctx:
+        with pytest.raises(exceptions.OptionsError, match="redaction key"):
+            tctx.configure(recorder, replay_dir=str(tmp_path / "rec"))
+    assert not (tmp_path / "recordings").exists()

@@ -54,6 +54,12 @@ def record(
                               ssl_insecure=ssl_insecure, journal_fsync=journal_fsync, live=live)
     if directory.exists() and not directory.is_dir():
         raise RecordingError(f"{directory}: exists and is not a directory")
+    try:
+        # Here rather than in mitmproxy: a failed option there is rolled back to the default
+        # directory, which the addon would then create in the working directory.
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise RecordingError(f"{directory}: cannot create directory: {e.strerror or e}") from e
     args = [sys.executable, "-m", "recorder", "--mode", settings.mode,
             "--listen-host", settings.listen_host, "--listen-port", str(settings.listen_port),
             "--set", f"replay_dir={directory}", "--set", f"replay_idle_gap={settings.idle_gap}",
