@@ -203,11 +203,19 @@ class Recorder:
             print(f"error: {e}", file=sys.stderr, flush=True)
             self._start_failed = True
             raise SystemExit(1) from None
-        self._closer = asyncio_utils.create_task(self._close_idle_sessions(), name="replay: close idle sessions")
+        self._start_closer()
         print(f"replay: recording sessions into {self.directory}/ (Ctrl-C to stop)", file=sys.stderr, flush=True)
         if self.redactor is None:
             print("replay: WARNING: redaction is off (--no-redact): passwords, tokens, API keys and cookies are "
                   f"written to {self.directory}/ as sent", file=sys.stderr, flush=True)
+
+    def _start_closer(self) -> None:
+        # Also from the first flow: a script that mitmdump loads late may never see running().
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:  # hooks called directly, as in unit tests: nothing to schedule on
+            return
+        self._closer = asyncio_utils.create_task(self._close_idle_sessions(), name="replay: close idle sessions")
 
     async def done(self) -> None:
         if self._start_failed:
@@ -242,6 +250,8 @@ class Recorder:
             if reason is not None:
                 self._skip(reason)
                 return
+        if self._closer is None:
+            self._start_closer()
         exchange = flow_exchange(flow, self.body_cap, self.redactor)
         self.flows += 1
         self.bytes += (exchange.body.size if exchange.body else 0) + (

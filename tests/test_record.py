@@ -109,7 +109,8 @@ def test_the_addon_runs_under_plain_mitmdump(demo_target: str, tmp_path: Path) -
     mitmdump = Path(sys.executable).with_name("mitmdump")
     proc, _ = start_process([str(mitmdump), "-s", str(addon), "--listen-host", "127.0.0.1", "--listen-port",
                              str(port), "--set", f"replay_dir={out}", "--set", "replay_idle_gap=0.5"],
-                            RECORDING, timeout=30, merge_stderr=True)
+                            # mitmdump may run a script's start hook late: the listening proxy is the sign.
+                            r"proxy listening at|recording sessions into", timeout=30, merge_stderr=True)
     try:
         with httpx.Client(proxy=f"http://127.0.0.1:{port}", trust_env=False) as client:
             assert client.get(f"{demo_target}/api/items/3").status_code == 200
