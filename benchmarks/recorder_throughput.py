@@ -4,7 +4,7 @@
                                                         [--long 180] [--json OUT]
 
 Both sides run mitmproxy in reverse mode in front of the same local nginx (1 worker,
-access log off, `return 200 "ok\\n"`; the process helpers are benchmarks/replay_throughput.py's),
+access log off, `return 200 "ok\\n"`; it and the process helpers are benchmarks/harness.py's),
 and take the same load from `wrk` (Debian's; it has no proxy support, hence reverse
 mode): one thread, N keep-alive connections, a Lua script cycling through four browser-like
 requests (two GETs with query strings, a JSON POST, a form POST; ~10 headers each).
@@ -47,8 +47,19 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-# The replay benchmark's helpers for nginx and processes; the nginx config is ours (a bare 200).
-from replay_throughput import ensure_nginx, free_port, log, stop, wait_listening  # noqa: E402
+# The benchmarks' shared helpers for nginx, processes and /proc; our nginx answers a bare 200.
+from harness import (  # noqa: E402
+    OK_LOCATION,
+    apt_install,
+    cpu_seconds,
+    ensure_nginx,
+    free_port,
+    log,
+    rss_mib,
+    start_nginx,
+    stop,
+    wait_listening,
+)
 
 UA = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36"
 WRK_SCRIPT = r"""
@@ -81,70 +92,13 @@ end
 """
 
 
-NGINX_CONF = """\
-daemon off;
-master_process on;
-worker_processes 1;
-pid {tmp}/nginx.pid;
-error_log {tmp}/nginx-error.log warn;
-events {{ worker_connections 4096; }}
-http {{
-    access_log off;
-    client_body_temp_path {tmp}/client_body;
-    proxy_temp_path {tmp}/proxy;
-    fastcgi_temp_path {tmp}/fastcgi;
-    uwsgi_temp_path {tmp}/uwsgi;
-    scgi_temp_path {tmp}/scgi;
-    keepalive_requests 10000000;
-    server {{
-        listen 127.0.0.1:{port};
-        location / {{
-            default_type text/plain;
-            return 200 "ok\\n";
-        }}
-    }}
-}}
-"""
-
-
-def start_nginx(binary: str, tmp: Path) -> tuple[subprocess.Popen[bytes], int]:
-    port = free_port()
-    conf = tmp / "nginx.conf"
-    conf.write_text(NGINX_CONF.format(tmp=tmp, port=port))
-    proc = subprocess.Popen([binary, "-p", str(tmp), "-c", str(conf), "-e", str(tmp / "nginx-error.log")],
-                            stdin=subprocess.DEVNULL, start_new_session=True)
-    try:
-        wait_listening(port, proc, "nginx")
-    except BaseException:
-        stop(proc, signal.SIGTERM)
-        raise
-    return proc, port
-
-
 def ensure_wrk() -> str:
     found = shutil.which("wrk")
     if found:
         return found
     log("wrk is not on PATH: installing it with apt-get (Debian package 'wrk')")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
-    subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=True, env=env)
+    apt_install("wrk")
     return shutil.which("wrk") or "/usr/bin/wrk"
-
-
-def rss_mib(pid: int) -> float | None:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        return None
-    return None
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime, all threads
 
 
 def start_proxy(side: str, upstream: str, tmp: Path, tag: str) -> tuple[subprocess.Popen[bytes], int, Path | None]:
@@ -273,7 +227,7 @@ def main() -> int:
     long_runs: list[dict[str, object]] = []
     problems: list[str] = []
     try:
-        nginx, nginx_port = start_nginx(nginx_bin, tmp)
+        nginx, nginx_port = start_nginx(nginx_bin, tmp, OK_LOCATION)
         upstream = f"http://127.0.0.1:{nginx_port}"
         log(f"nginx on {upstream}; {opts.pairs} pairs of {opts.seconds:g}s runs, wrk -t1 -c{opts.connections}")
         for pair in range(1, opts.pairs + 1):

@@ -115,3 +115,21 @@ def test_demo_replays_the_bundled_recordings(tmp_path: Path) -> None:
     summary = orjson.loads(summary_file.read_bytes())
     assert summary["total"]["requests"] > 0 and summary["total"]["failures"] == 0
     assert summary["sessions"]["started"] > 0
+
+
+def test_sigterm_stops_the_demo_and_everything_it_started() -> None:
+    import signal
+    import socket
+
+    from processes import start_process, stop_process
+
+    proc, match = start_process([sys.executable, "-m", "traffic_replay.cli", "demo", "-t", "60s"],
+                                r"demo target listening on http://127.0.0.1:(\d+)", timeout=30, merge_stderr=True)
+    try:
+        time.sleep(3)  # Locust is running
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) != 0
+    finally:
+        stop_process(proc)
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", int(match.group(1))), timeout=2).close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -92,6 +93,10 @@ def _run_locust(settings: Settings, extra_env: dict[str, str]) -> int:
     except KeyboardInterrupt:
         # The terminal sent SIGINT to Locust too; let it stop and print its summary.
         return child.wait()
+    except SystemExit:  # SIGTERM (see demo): Locust is ours to stop, it prints its summary on the way out
+        child.terminate()
+        child.wait(30)
+        raise
 
 
 @app.command()
@@ -155,6 +160,10 @@ def bundled_recordings() -> Path:
     return installed if installed.is_dir() else package.parent / "recordings"
 
 
+def _exit_on_sigterm(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 @app.command()
 def demo(
     users: Annotated[int, typer.Option("-u", "--users", help="Concurrent users.")] = 10,
@@ -163,6 +172,8 @@ def demo(
     summary_json: Annotated[Path | None, typer.Option(help="Write the summary as JSON here.")] = None,
 ) -> None:
     """Start the bundled demo target and replay the bundled recordings against it, headless."""
+    # SIGTERM must not orphan the target and Locust: make it unwind through the `finally`s that stop them.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     target = subprocess.Popen([sys.executable, "-m", "traffic_replay.demo_target", "--port", "0"],
                               stdout=subprocess.PIPE, text=True)
     try:
