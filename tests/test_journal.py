@@ -8,8 +8,9 @@ from pathlib import Path
 
 import orjson
 import pytest
+from flows import timed_flow
 from mitmproxy import exceptions
-from mitmproxy.test import taddons, tflow
+from mitmproxy.test import taddons
 
 from recorder.addon import Recorder
 from recorder.journal import JOURNAL_DIR, Journal, JournalError, Spilled, read_journal, recover
@@ -155,20 +156,14 @@ def test_a_full_disk_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.Monkey
 
 # --- the addon --------------------------------------------------------------------------
 
-def _flow(path: bytes, start: float) -> tflow.HTTPFlow:
-    flow = tflow.tflow(resp=True)
-    flow.request.path = path
-    flow.request.timestamp_start, flow.request.timestamp_end = start, start + 0.001
-    flow.response.timestamp_start, flow.response.timestamp_end = start + 0.002, start + 0.003
-    return flow
 
 
 def test_the_addon_journals_each_flow_and_recovers_at_start(tmp_path: Path) -> None:
     killed = Recorder()
     with taddons.context(killed) as tctx:
         tctx.configure(killed, replay_dir=str(tmp_path))
-        killed.response(_flow(b"/one", 100.0))
-        killed.response(_flow(b"/two", 101.0))
+        killed.response(timed_flow(b"/one", 100.0))
+        killed.response(timed_flow(b"/two", 101.0))
         assert killed.journal is not None
         crash(killed.journal)  # no done(): the process died
     assert list(tmp_path.glob("*.json")) == []
@@ -189,7 +184,7 @@ def test_a_journal_write_failure_stops_the_proxy(tmp_path: Path, monkeypatch: py
         stopped: list[bool] = []
         monkeypatch.setattr(tctx.master, "shutdown", lambda: stopped.append(True))
         monkeypatch.setattr(os, "write", lambda fd, data: (_ for _ in ()).throw(OSError(errno.ENOSPC, "No space")))
-        recorder.response(_flow(b"/a", 100.0))
+        recorder.response(timed_flow(b"/a", 100.0))
         monkeypatch.undo()
         assert recorder.journal_failed and stopped == [True]
         # What it had is still written out at the end, and the exit is not a success.
@@ -214,7 +209,7 @@ def test_an_open_session_holds_timing_not_the_exchange(tmp_path: Path) -> None:
     recorder = Recorder()
     with taddons.context(recorder) as tctx:
         tctx.configure(recorder, replay_dir=str(tmp_path))
-        flow = _flow(b"/big", 100.0)
+        flow = timed_flow(b"/big", 100.0)
         assert flow.response is not None
         flow.response.content = b"x" * 100_000
         recorder.response(flow)

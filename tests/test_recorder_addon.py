@@ -8,6 +8,7 @@ from pathlib import Path
 
 import orjson
 import pytest
+from flows import timed_flow
 from mitmproxy import exceptions
 from mitmproxy.test import taddons, tflow
 
@@ -18,23 +19,15 @@ from traffic_replay.format import load_recordings
 pytestmark = pytest.mark.timeout(30)
 
 
-def _flow(path: bytes, agent: str, start: float, body: bytes = b"") -> tflow.HTTPFlow:
-    flow = tflow.tflow(resp=True)
-    flow.request.path = path
-    flow.request.headers["User-Agent"] = agent
-    flow.request.content = body
-    flow.request.timestamp_start, flow.request.timestamp_end = start, start + 0.001
-    flow.response.timestamp_start, flow.response.timestamp_end = start + 0.002, start + 0.003
-    return flow
 
 
 def test_flows_become_one_session_per_client(tmp_path: Path) -> None:
     recorder = Recorder()
     with taddons.context(recorder) as tctx:
         tctx.configure(recorder, replay_dir=str(tmp_path))
-        recorder.response(_flow(b"/a", "alice", 100.0))
-        recorder.response(_flow(b"/x", "bob", 100.5, body=b'{"q": 1}'))
-        recorder.response(_flow(b"/b?page=2", "alice", 101.0))
+        recorder.response(timed_flow(b"/a", 100.0, "alice"))
+        recorder.response(timed_flow(b"/x", 100.5, "bob", body=b'{"q": 1}'))
+        recorder.response(timed_flow(b"/b?page=2", 101.0, "alice"))
         recorder.sessionizer.close_all()
     sessions = {s.client.user_agent: s for s in load_recordings(tmp_path)}
     assert [r.path for r in sessions["alice"].requests] == ["/a", "/b?page=2"]
@@ -49,9 +42,9 @@ def test_an_idle_gap_splits_a_client_into_two_sessions(tmp_path: Path) -> None:
     recorder = Recorder()
     with taddons.context(recorder) as tctx:
         tctx.configure(recorder, replay_dir=str(tmp_path), replay_idle_gap="2")
-        recorder.response(_flow(b"/1", "alice", 100.0))
-        recorder.response(_flow(b"/2", "alice", 101.0))
-        recorder.response(_flow(b"/3", "alice", 110.0))
+        recorder.response(timed_flow(b"/1", 100.0, "alice"))
+        recorder.response(timed_flow(b"/2", 101.0, "alice"))
+        recorder.response(timed_flow(b"/3", 110.0, "alice"))
         recorder.sessionizer.close_all()
     assert sorted(len(s.requests) for s in load_recordings(tmp_path)) == [1, 2]
 
@@ -60,7 +53,7 @@ def test_response_bodies_are_capped(tmp_path: Path) -> None:
     recorder = Recorder()
     with taddons.context(recorder) as tctx:
         tctx.configure(recorder, replay_dir=str(tmp_path), replay_body_cap=4)
-        flow = _flow(b"/big", "alice", 100.0)
+        flow = timed_flow(b"/big", 100.0, "alice")
         assert flow.response is not None
         flow.response.content = b"0123456789"
         recorder.response(flow)
@@ -98,7 +91,7 @@ def test_websocket_and_failed_flows_are_skipped(tmp_path: Path) -> None:
 
 
 def _cookie_flow(path: bytes, start: float, sent: str | None = None, sets: str | None = None) -> tflow.HTTPFlow:
-    flow = _flow(path, "same-browser", start)
+    flow = timed_flow(path, start, "same-browser")
     assert flow.response is not None
     if sent:
         flow.request.headers["Cookie"] = f"sid={sent}"
@@ -131,7 +124,7 @@ def test_header_keyed_sessions_and_max_session(tmp_path: Path) -> None:
         tctx.configure(recorder, replay_dir=str(tmp_path), replay_session_key="header:X-Device",
                        replay_max_session="10")
         for i, (device, start) in enumerate([("d1", 100.0), ("d2", 101.0), ("d1", 105.0), ("d1", 112.0)]):
-            flow = _flow(f"/{i}".encode(), "app/1", start)
+            flow = timed_flow(f"/{i}".encode(), start, "app/1")
             flow.request.headers["X-Device"] = device
             recorder.response(flow)
         recorder.sessionizer.close_all()
@@ -144,7 +137,7 @@ def test_filters_skip_and_count_by_reason(tmp_path: Path) -> None:
     with taddons.context(recorder) as tctx:
         tctx.configure(recorder, replay_dir=str(tmp_path), replay_allow_host=["address", "*.shop.test"],
                        replay_exclude=[r"/health"], replay_static=False)
-        flows = {name: _flow(path, "a", 100.0 + i) for i, (name, path) in enumerate(
+        flows = {name: timed_flow(path, 100.0 + i, "a") for i, (name, path) in enumerate(
             [("kept", b"/api/items"), ("health", b"/health"), ("css", b"/site.css"), ("img", b"/avatar"),
              ("other", b"/api/items"), ("sub", b"/api/cart")])}
         assert flows["img"].response is not None
@@ -163,7 +156,7 @@ def test_secrets_are_redacted_in_requests_and_responses(tmp_path: Path) -> None:
     secrets = ["pw-9f2", "tok-77a", "cookie-5c1", "refresh-31", "key-0d4", "card-1234"]
     with taddons.context(recorder) as tctx:
         tctx.configure(recorder, replay_dir=str(tmp_path), replay_redact_field=["card"])
-        flow = _flow(b"/login?api_key=key-0d4&page=1", "a", 100.0, body=b'{"user": "ada", "password": "pw-9f2"}')
+        flow = timed_flow(b"/login?api_key=key-0d4&page=1", 100.0, "a", body=b'{"user": "ada", "password": "pw-9f2"}')
         assert flow.response is not None
         flow.request.headers["Content-Type"] = "application/json"
         flow.request.headers["Cookie"] = "sid=cookie-5c1"
@@ -172,7 +165,7 @@ def test_secrets_are_redacted_in_requests_and_responses(tmp_path: Path) -> None:
         flow.response.content = (b'{"data": {"access_token": "tok-77a", "refresh_token": "refresh-31",'
                                  b' "card": "card-1234"}}')
         recorder.response(flow)
-        then = _flow(b"/me", "a", 101.0)
+        then = timed_flow(b"/me", 101.0, "a")
         then.request.headers["Authorization"] = "Bearer tok-77a"
         recorder.response(then)
         recorder.sessionizer.close_all()
@@ -194,7 +187,7 @@ def test_a_compressed_request_body_is_redacted_decoded(tmp_path: Path) -> None:
     recorder = Recorder()
     with taddons.context(recorder) as tctx:
         tctx.configure(recorder, replay_dir=str(tmp_path))
-        flow = _flow(b"/login", "a", 100.0)
+        flow = timed_flow(b"/login", 100.0, "a")
         flow.request.headers["Content-Type"] = "application/x-www-form-urlencoded"
         flow.request.headers["Content-Encoding"] = "gzip"
         flow.request.raw_content = gzip.compress(b"user=ada&password=pw-9f2")
@@ -212,7 +205,7 @@ def test_no_redact_keeps_values_and_says_so(tmp_path: Path, capsys: pytest.Captu
         with taddons.context(recorder) as tctx:
             tctx.configure(recorder, replay_dir=str(tmp_path), replay_redact=False)
             recorder.running()
-            flow = _flow(b"/login", "a", 100.0, body=b"password=pw-9f2")
+            flow = timed_flow(b"/login", 100.0, "a", body=b"password=pw-9f2")
             flow.request.headers["Content-Type"] = "application/x-www-form-urlencoded"
             recorder.response(flow)
             recorder.response(tflow.twebsocketflow())
