@@ -14,7 +14,7 @@ from urllib.parse import quote, quote_plus, unquote_plus
 
 import orjson
 
-from traffic_replay.correlation import Correlation, Encoding, Use, detect, find_token, request_texts, uses_in
+from traffic_replay.correlation import Correlation, Encoding, Source, Use, detect, find_token, request_texts, uses_in
 from traffic_replay.extraction import Extractor, compile_extractor
 from traffic_replay.format import Request, Response, Session
 from traffic_replay.hosts import HostMap, unreplayable
@@ -225,6 +225,14 @@ def prepare_session(session: Session, speed: float, hosts: HostMap | None = None
     if correlate and rules:
         correlations = apply_rules(session, rules, correlations)
     correlations, data, secrets, missing = _seeded(session, correlations, data_map or {}, environ)
+    # Indexed by step once, so that building each step does not walk every correlation.
+    uses_at: dict[int, list[tuple[int, Use, str]]] = {}
+    sources_at: dict[int, list[tuple[int, Source]]] = {}
+    for var, c in enumerate(correlations):
+        for use in c.uses:
+            uses_at.setdefault(use.step, []).append((var, use, c.value))
+        for source in c.sources:
+            sources_at.setdefault(source.step, []).append((var, source))
     steps: list[Step] = []
     previous_end: float | None = None
     for index, request in enumerate(session.requests, start=1):
@@ -246,11 +254,10 @@ def prepare_session(session: Session, speed: float, hosts: HostMap | None = None
         step.recorded = _expected(request)
         step.at = request.offset_ms / 1000 / speed if speed > 0 else 0.0
         step.overlaps = overlaps
-        uses = [(var, use, c.value) for var, c in enumerate(correlations) for use in c.uses if use.step == index - 1]
+        uses = uses_at.get(index - 1)
         if uses:
             step.patch = _patch(step, request, uses, prefix)
-        step.extract = tuple((var, compile_extractor(source)) for var, c in enumerate(correlations)
-                             for source in c.sources if source.step == index - 1)
+        step.extract = tuple((var, compile_extractor(source)) for var, source in sources_at.get(index - 1, ()))
         steps.append(step)
     prepared = PreparedSession(session.id, session.name, session.weight, tuple(steps), tuple(correlations))
     prepared.initial = tuple(secrets.get(i, c.value) for i, c in enumerate(correlations))

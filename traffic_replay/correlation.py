@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import lru_cache
 from html.parser import HTMLParser
 from typing import Literal
 from urllib.parse import quote, quote_plus, unquote_plus
@@ -162,14 +163,15 @@ def request_texts(request: Request) -> Iterator[tuple[Literal["path", "header", 
         yield "body", "", request.body.data
 
 
-def _encodings(value: str) -> list[tuple[Encoding, str]]:
+@lru_cache(maxsize=65536)
+def _encodings(value: str) -> tuple[tuple[Encoding, str], ...]:
     forms: list[tuple[Encoding, str]] = [("raw", value)]
     # Clients differ in what they leave unescaped; ':' and '/' are legal in queries and forms.
     for encoding, encoded in (("quote_plus", quote_plus(value)), ("quote", quote(value, safe="")),
                               ("quote_lenient", quote(value, safe=":/@"))):
         if all(encoded != seen for _, seen in forms):
             forms.append((encoding, encoded))  # type: ignore[arg-type]
-    return forms
+    return tuple(forms)
 
 
 def find_token(text: str, value: str, start: int = 0) -> int:
@@ -193,26 +195,47 @@ def uses_in(request: Request, step: int, value: str) -> list[Use]:
     return uses
 
 
-def _tokens(request: Request) -> set[str]:
-    return {t for _, _, text in request_texts(request) for t in _TOKEN_RUN.findall(text)}
+class _Sent:
+    """What one request sent, indexed once: its tokens, and all its texts in one string."""
+
+    __slots__ = ("request", "tokens", "haystack")
+
+    def __init__(self, request: Request) -> None:
+        texts = [text for _, _, text in request_texts(request)]
+        self.request = request
+        self.tokens = {t for text in texts for t in _TOKEN_RUN.findall(text)}
+        self.haystack = "\x00".join(texts)
+
+    def sends(self, value: str) -> bool:
+        if _TOKEN_RUN.fullmatch(value):
+            return value in self.tokens  # the common case: one set lookup, no scan
+        # Encoding leaves a value's leading run of token characters as it is: if the request
+        # has no such token, no form of the value is in it.
+        first = _TOKEN_RUN.match(value)
+        if first is not None and first.group() not in self.tokens:
+            return False
+        # Then a plain substring test: the exact, token-bounded search only where it can succeed.
+        return any(form in self.haystack and find_token(self.haystack, form) >= 0 for _, form in _encodings(value))
 
 
-def _sends(request: Request, tokens: set[str], value: str) -> bool:
+def _sent_before(value: str, tokens: set[str], texts: list[str]) -> bool:
     if _TOKEN_RUN.fullmatch(value):
-        return value in tokens  # the common case: one set lookup, no scan
-    return any(find_token(text, form) >= 0 for _, _, text in request_texts(request) for _, form in _encodings(value))
+        return value in tokens
+    return any(form in text and find_token(text, form) >= 0 for text in texts for _, form in _encodings(value))
 
 
 def detect(session: Session) -> list[Correlation]:
     """The correlations of one session, in the order their values first appear."""
     candidates: dict[str, Correlation] = {}
     client_values: set[str] = set()  # sent by the client before any response offered them
-    sent: list[tuple[Request, set[str]]] = []
+    sent_tokens: set[str] = set()  # everything sent so far, for "did the client send it first?"
+    sent_texts: list[str] = []
     for step, request in enumerate(session.requests):
-        tokens = _tokens(request)
-        sent.append((request, tokens))
+        current = _Sent(request)
+        sent_tokens |= current.tokens
+        sent_texts.append(current.haystack)
         for correlation in candidates.values():
-            if _sends(request, tokens, correlation.value):
+            if current.sends(correlation.value):
                 correlation.uses.extend(uses_in(request, step, correlation.value))
         offered: dict[str, Source] = {}
         for value, source in response_values(request, step):
@@ -221,7 +244,7 @@ def detect(session: Session) -> list[Correlation]:
         for value, source in offered.items():
             if value in client_values:
                 continue
-            if value not in candidates and any(_sends(r, t, value) for r, t in sent):
+            if value not in candidates and _sent_before(value, sent_tokens, sent_texts):
                 client_values.add(value)
                 continue
             candidates.setdefault(value, Correlation(value)).sources.append(source)
