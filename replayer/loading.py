@@ -7,11 +7,11 @@ from typing import NamedTuple
 from replayer.prepared import PreparedSession, prepare
 from traffic_replay.errors import ConfigError
 from traffic_replay.format import load_recordings
-from traffic_replay.hosts import HostMap, parse_host_maps, primary_host
+from traffic_replay.hosts import HostMap, primary_host
 from traffic_replay.naming import StatsNamer
 from traffic_replay.rules import load_rules
 from traffic_replay.settings import Settings
-from traffic_replay.userdata import load_rows, parse_data_map
+from traffic_replay.userdata import columns_by_recorded, load_rows
 
 
 class Replay(NamedTuple):
@@ -26,8 +26,8 @@ def load_prepared(settings: Settings, host: str | None) -> Replay:
         raise ConfigError("no target: pass --host URL (or set REPLAY_HOST or BASE_URL)")
     sessions = load_recordings(settings.recordings)
     rules = load_rules(settings.rules) if settings.rules is not None else []
-    hosts = HostMap(target.rstrip("/"), primary_host(sessions), parse_host_maps(settings.map_host))
-    data_map = parse_data_map(settings.data_map)
+    hosts = HostMap(target.rstrip("/"), primary_host(sessions), settings.map_host)
+    data_map = columns_by_recorded(settings.data_map)
     if data_map and settings.data is None:
         raise ConfigError("--data-map needs --data FILE.csv")
     rows = load_rows(settings.data, set(data_map.values())) if settings.data is not None else []

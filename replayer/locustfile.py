@@ -222,7 +222,7 @@ def _cookie(client: FastHttpSession, name: str) -> str | None:
 
 
 def _load_sessions(environment: Environment, **_kwargs: Any) -> None:
-    settings = ReplayUser.settings = Settings()
+    settings = ReplayUser.settings = Settings.of_process()
     # A stalled target must show up as failures, not as requests that never end.
     ReplayUser.network_timeout = ReplayUser.connection_timeout = settings.timeout
     logging.getLogger("replayer").setLevel(logging.DEBUG if settings.debug else logging.INFO)

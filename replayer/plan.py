@@ -51,7 +51,7 @@ def render_plan(sessions: tuple[PreparedSession, ...], host: str, console: Conso
 
 
 def main() -> int:
-    settings = Settings()
+    settings = Settings.of_process()
     try:
         replay = load_prepared(settings, settings.host)
     except ReplayError as e:

@@ -14,12 +14,10 @@ import typer
 from traffic_replay.cli.app import app, err, module_file, out
 from traffic_replay.errors import ConfigError, TargetError
 from traffic_replay.format import load_recordings
-from traffic_replay.hosts import parse_host_maps
-from traffic_replay.naming import StatsNamer
 from traffic_replay.redacted import DEMO_SECRETS, read_env_file
 from traffic_replay.rules import load_rules
 from traffic_replay.settings import Settings
-from traffic_replay.userdata import load_rows, parse_data_map
+from traffic_replay.userdata import load_rows
 
 
 @app.command()
@@ -41,15 +39,12 @@ def _check_inputs(settings: Settings) -> None:
     """Every file and mapping a replay reads, checked here so that a mistake is one line, before Locust starts."""
     _require_host(settings)
     load_recordings(settings.recordings)
-    parse_host_maps(settings.map_host)
     if settings.rules is not None:
         load_rules(settings.rules)
-    data_map = parse_data_map(settings.data_map)
-    if data_map and settings.data is None:
+    if settings.data_map and settings.data is None:
         raise ConfigError("--data-map needs --data FILE.csv")
     if settings.data is not None:
-        load_rows(settings.data, set(data_map.values()))
-    StatsNamer(settings.names, settings.name_pattern)
+        load_rows(settings.data, {c.column for c in settings.data_map})
 
 
 def _require_host(settings: Settings) -> str:
@@ -81,7 +76,7 @@ def _locust_args(settings: Settings) -> tuple[list[str], dict[str, str]]:
         args += ["--csv", settings.csv]
     if settings.html:
         args += ["--html", str(settings.html)]
-    return args, {**os.environ, **settings.to_env()}
+    return args, {**os.environ, **settings.environ()}
 
 
 def _run_locust(settings: Settings, extra_env: dict[str, str]) -> int:
@@ -144,7 +139,7 @@ def run(
                               name_pattern=name_pattern or None)
     _check_inputs(settings)
     if dry_run:
-        plan = subprocess.run([sys.executable, "-m", "replayer.plan"], env={**os.environ, **settings.to_env()})
+        plan = subprocess.run([sys.executable, "-m", "replayer.plan"], env={**os.environ, **settings.environ()})
         raise typer.Exit(plan.returncode)
     args, env = _locust_args(settings)
     sys.stdout.flush()
