@@ -16,7 +16,6 @@ enough, and the timeline replays each session once per round across all workers.
 
 from __future__ import annotations
 
-import heapq
 import logging
 from typing import Any
 
@@ -26,6 +25,7 @@ from locust.rpc import Message
 from locust.runners import STATE_MISSING, STATE_RUNNING, STATE_SPAWNING, MasterRunner, Runner, WorkerNodes
 
 from replayer.report import SESSION
+from replayer.slots import Slots
 from traffic_replay.payload import Payload
 from traffic_replay.summary import WorkerStats
 
@@ -55,33 +55,6 @@ class ReadyWorkers(WorkerNodes):
     @property
     def ready(self) -> list[Any]:
         return [node for node in super().ready if node.id in self.holding]
-
-
-class Slots:
-    """User slots: the lowest free number first, and a lost worker's slots free again."""
-
-    def __init__(self) -> None:
-        self.free: list[int] = []
-        self.next = 0
-        self.holders: dict[int, str] = {}
-
-    def take(self, holder: str) -> int:
-        slot = heapq.heappop(self.free) if self.free else self._new()
-        self.holders[slot] = holder
-        return slot
-
-    def _new(self) -> int:
-        self.next += 1
-        return self.next - 1
-
-    def give_back(self, slot: int, holder: str) -> None:
-        if self.holders.get(slot) == holder:
-            del self.holders[slot]
-            heapq.heappush(self.free, slot)
-
-    def release(self, holder: str) -> None:
-        for slot in [s for s, h in self.holders.items() if h == holder]:
-            self.give_back(slot, holder)
 
 
 class Shipping:

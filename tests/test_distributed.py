@@ -14,8 +14,10 @@ import socket
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -263,3 +265,41 @@ def test_processes_uses_the_same_path_on_one_machine(demo_target: str, tmp_path:
     summary = orjson.loads(summary_file.read_bytes())
     assert summary["workers"]["took_part"] == 2 and all(n > 0 for n in summary["workers"]["requests"])
     assert summary["total"]["requests"] == len(target_log(demo_target)) and summary["total"]["failures"] == 0
+
+
+def _one_request_sessions(directory: Path, count: int, gap_s: float) -> None:
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    for i in range(count):
+        session = make_session([make_request(f"/items?s={i}")], id=f"s{i}", name=f"s{i}")
+        write_session(session.model_copy(update={"started_at": t0 + timedelta(seconds=gap_s * i)}), directory)
+
+
+def test_the_timeline_replays_each_session_once_per_round_across_workers(run: Run, demo_target: str,
+                                                                        tmp_path: Path) -> None:
+    recordings = tmp_path / "recordings"
+    recordings.mkdir()
+    _one_request_sessions(recordings, 4, 0.5)  # one round: 0 to 1.5 s, then the next from 2.5 s
+    run.start_master(recordings, demo_target, "--timeline", "--no-check", "-r", "100", users=4, run_time="2s")
+    run.start_worker()
+    run.start_worker()
+    code, summary = run.wait()
+    assert code == 0, run.logs()
+    assert summary["workers"]["took_part"] == 2
+    sent = Counter(e["path"] for e in target_log(demo_target))
+    # Four users over two workers share the four sessions out: each once, none twice, none left out.
+    assert sent == {f"/items?s={i}": 1 for i in range(4)}, sent
+
+
+def test_the_session_rate_is_for_the_whole_run_however_many_workers(run: Run, demo_target: str,
+                                                                   tmp_path: Path) -> None:
+    recordings = tmp_path / "recordings"
+    recordings.mkdir()
+    _one_request_sessions(recordings, 1, 0)
+    run.start_master(recordings, demo_target, "--session-rate", "20", "--no-check", users=4, run_time="4s")
+    run.start_worker()
+    run.start_worker()
+    code, summary = run.wait()
+    assert code == 0, run.logs()
+    assert summary["workers"]["took_part"] == 2 and all(n > 0 for n in summary["workers"]["requests"])
+    rate = summary["sessions"]["started"] / summary["duration_s"]
+    assert 14 < rate < 26, rate  # 20/s in all; twice that if each worker took the rate for itself

@@ -1,0 +1,84 @@
+"""The payload: every input of a replay, read once, compressed, digested, and opened again whole or not at all."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import zlib
+from pathlib import Path
+
+import orjson
+import pytest
+
+from traffic_replay.errors import ConfigError, RecordingError
+from traffic_replay.format import write_session
+from traffic_replay.payload import Payload, PayloadError, hand_over, read_workload, take_over
+from traffic_replay.settings import Settings
+
+from factories import make_request, make_session
+
+pytestmark = pytest.mark.timeout(10)
+
+
+def _inputs(tmp_path: Path) -> Settings:
+    recordings = tmp_path / "rec"
+    recordings.mkdir()
+    write_session(make_session([make_request("/items/1?u=lin")], id="one"), recordings)
+    (tmp_path / "rules.toml").write_text('[[rule]]\nname = "h"\nheader = "X-Session"\n')
+    (tmp_path / "users.csv").write_text("user\nada\nbob\n")
+    return Settings.build(recordings=recordings, host="http://127.0.0.1:9", rules=tmp_path / "rules.toml",
+                          data=tmp_path / "users.csv", data_map=["user=lin"], speed=0)
+
+
+def test_a_workload_travels_whole(tmp_path: Path) -> None:
+    settings = _inputs(tmp_path)
+    workload = read_workload(settings, {"REPLAY_SECRET_0A1B2C3D": "hunter2", "HOME": "/root"})
+    payload = Payload.of(workload)
+    assert len(payload.blob) < sum(p.stat().st_size for p in settings.recordings.glob("*.json"))
+    opened = Payload.from_message(payload.message()).open()
+    assert opened.settings == settings
+    assert opened.sessions == workload.sessions and opened.rules == workload.rules
+    assert opened.rows == [{"user": "ada"}, {"user": "bob"}]
+    assert opened.secrets == {"REPLAY_SECRET_0A1B2C3D": "hunter2"}, "only the secrets, not the whole environment"
+
+
+def test_a_worker_keeps_only_its_per_machine_settings(tmp_path: Path) -> None:
+    payload = Payload.of(read_workload(_inputs(tmp_path)))
+    local = Settings.build(master_host="10.1.2.3", speed=5, correlate=False)
+    opened = payload.open(local)
+    assert opened.settings.master_host == "10.1.2.3"
+    assert opened.settings.speed == 0 and opened.settings.correlate is True
+
+
+def test_a_damaged_or_foreign_payload_is_refused(tmp_path: Path) -> None:
+    payload = Payload.of(read_workload(_inputs(tmp_path)))
+    flipped = bytes([payload.blob[0] ^ 1]) + payload.blob[1:]
+    with pytest.raises(PayloadError, match="damaged"):
+        Payload(flipped, payload.digest).open()
+    document = orjson.loads(zlib.decompress(payload.blob))
+    document["version"] = 99
+    newer = zlib.compress(orjson.dumps(document))
+    with pytest.raises(PayloadError, match="version 99"):
+        Payload(newer, hashlib.sha256(newer).hexdigest()).open()
+    with pytest.raises(PayloadError, match="no 'blob'"):
+        Payload.from_message({"digest": "x"})
+
+
+def test_bad_inputs_are_named_when_they_are_read(tmp_path: Path) -> None:
+    settings = _inputs(tmp_path)
+    with pytest.raises(RecordingError, match="no such directory"):
+        read_workload(settings.model_copy(update={"recordings": tmp_path / "missing"}))
+    with pytest.raises(ConfigError, match="needs --data"):
+        read_workload(settings.model_copy(update={"data": None}))
+
+
+def test_the_payload_is_handed_over_through_an_inherited_memory_file(tmp_path: Path) -> None:
+    payload = Payload.of(read_workload(_inputs(tmp_path)))
+    env = hand_over(payload)
+    fd = int(env["REPLAY_PAYLOAD_FD"])
+    assert os.get_inheritable(fd)
+    taken = take_over(env)
+    assert taken == payload
+    with pytest.raises(OSError):
+        os.fstat(fd)  # read once, and closed
+    assert take_over({}) is None
