@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+import gevent
 from gevent.event import Event
 
 from replayer.divergence import RunLog
@@ -30,7 +33,8 @@ class Replay:
 
     def load(self, workload: Workload, host: str | None = None) -> None:
         """Prepare the workload's sessions (with its settings, which replace this process's) and say ready."""
-        self.sessions, self.cum_weights = prepare_workload(workload, host)
+        # Yield between sessions: heartbeats and messages go on while a large payload is prepared.
+        self.sessions, self.cum_weights = prepare_workload(workload, host, between=gevent.idle)
         self.settings = workload.settings
         self.rows = tuple(workload.rows)
         self.ready.set()
@@ -43,7 +47,7 @@ class Replay:
                 f" {model}, correlation {'on' if settings.correlate else 'off'}")
 
 
-def prepare_workload(workload: Workload, host: str | None = None,
+def prepare_workload(workload: Workload, host: str | None = None, between: Callable[[], object] = lambda: None,
                      ) -> tuple[tuple[PreparedSession, ...], tuple[float, ...]]:
     """The sessions compiled for the hot loop, with their cumulative weights."""
     settings = workload.settings
@@ -53,4 +57,4 @@ def prepare_workload(workload: Workload, host: str | None = None,
     hosts = HostMap(target.rstrip("/"), primary_host(workload.sessions), settings.map_host)
     return prepare(workload.sessions, settings.speed, hosts, settings.correlate, workload.rules,
                    columns_by_recorded(settings.data_map), environ=workload.secrets,
-                   namer=StatsNamer(settings.names, settings.name_pattern))
+                   namer=StatsNamer(settings.names, settings.name_pattern), between=between)

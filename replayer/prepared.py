@@ -272,13 +272,23 @@ def prepare_session(session: Session, speed: float, hosts: HostMap | None = None
 def prepare(sessions: list[Session], speed: float, hosts: HostMap | None = None, correlate: bool = True,
             rules: list[Rule] | None = None, data_map: dict[str, str] | None = None,
             environ: Mapping[str, str] = os.environ, namer: StatsNamer | None = None,
+            between: Callable[[], object] = lambda: None,
             ) -> tuple[tuple[PreparedSession, ...], tuple[float, ...]]:
-    """Prepared sessions with requests, and their cumulative weights for ``random.choices``."""
-    prepared = tuple(prepare_session(s, speed, hosts, correlate, rules, data_map, environ, namer)
-                     for s in sessions if s.requests)
+    """Prepared sessions with requests, and their cumulative weights for ``random.choices``.
+
+    ``between`` runs after each session: a worker yields there, so that its heartbeats go on
+    while it prepares a large payload.
+    """
+    compiled: list[PreparedSession] = []
+    for s in sessions:
+        if s.requests:
+            compiled.append(prepare_session(s, speed, hosts, correlate, rules, data_map, environ, namer))
+            between()
+    prepared = tuple(compiled)
     if sessions:
         first = min(s.started_at for s in sessions)
         by_id = {s.id: s for s in sessions}
         for p in prepared:
             p.start = (by_id[p.id].started_at - first).total_seconds()
     return prepared, tuple(accumulate(s.weight for s in prepared))
+

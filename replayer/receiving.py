@@ -18,10 +18,10 @@ from gevent.event import AsyncResult
 from locust.env import Environment
 from locust.exception import StopUser
 from locust.rpc import Message
-from locust.runners import Runner
+from locust.runners import Runner, WorkerRunner
 
 from replayer.loading import Replay
-from replayer.shipping import FREE_SLOT, HELLO, PAYLOAD, READY, SLOT, TAKE_SLOT
+from replayer.shipping import FINAL, FREE_SLOT, HELLO, PAYLOAD, READY, REPORTED, SLOT, TAKE_SLOT
 from traffic_replay.errors import ReplayError
 from traffic_replay.payload import Payload
 from traffic_replay.settings import Settings
@@ -45,6 +45,8 @@ class Receiving:
         self.waiting: dict[int, AsyncResult] = {}
         runner.register_message(PAYLOAD, self.on_payload)
         runner.register_message(SLOT, self.on_slot)
+        if isinstance(runner, WorkerRunner):
+            runner.register_message(FINAL, self.on_final)
 
     def ask_for_payload(self) -> None:
         self.runner.send_message(HELLO, {})
@@ -61,6 +63,13 @@ class Receiving:
             self.runner.send_message(READY, {"error": str(e)})
             return
         self.runner.send_message(READY, {"digest": payload.digest})
+
+    def on_final(self, environment: Environment, msg: Message, **_kw: Any) -> None:
+        runner = self.runner
+        assert isinstance(runner, WorkerRunner)
+        runner.stop()
+        runner._send_stats()  # Locust's own report (stats and ours, through report_to_master), now, not in 3 s
+        runner.send_message(REPORTED, {})
 
     def on_slot(self, environment: Environment, msg: Message, **_kw: Any) -> None:
         waiting = self.waiting.get(msg.data["ask"])

@@ -17,6 +17,7 @@ enough, and the timeline replays each session once per round across all workers.
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 import gevent
@@ -43,6 +44,13 @@ SLOT = "replay_slot"
 """master → worker: ``{"ask": n, "slot": slot}``."""
 FREE_SLOT = "replay_free_slot"
 """worker → master: ``{"slot": slot}`` a user stopped."""
+FINAL = "replay_final"
+"""master → workers, as the run stops: stop your users and report now."""
+REPORTED = "replay_reported"
+"""worker → master: my last report went before this."""
+
+FINAL_REPORT_WAIT_S = 10.0
+"""How long a stopping master waits for its workers' last reports."""
 
 
 class ReadyWorkers(WorkerNodes):
@@ -73,12 +81,15 @@ class Shipping:
         runner.register_message(READY, self.on_ready)
         runner.register_message(TAKE_SLOT, self.on_take_slot)
         runner.register_message(FREE_SLOT, self.on_free_slot)
+        runner.register_message(REPORTED, self.on_reported)
+        self.reported: set[str] = set()
         if isinstance(runner, MasterRunner):
             runner.clients = ReadyWorkers(self.took_part)
             events = runner.environment.events
             events.worker_report.add_listener(self._count)
             events.test_start.add_listener(self._starting)
             events.test_stopping.add_listener(self._ending)
+            events.test_stop.add_listener(self._collect_last_reports)
             runner.greenlet.spawn(self._watch).link_exception(lambda g: logger.error(f"worker watch: {g.exception}"))
 
     def on_hello(self, environment: Environment, msg: Message, **_kw: Any) -> None:
@@ -114,6 +125,26 @@ class Shipping:
 
     def on_free_slot(self, environment: Environment, msg: Message, **_kw: Any) -> None:
         self.slots.give_back(msg.data["slot"], msg.node_id)
+
+    def on_reported(self, environment: Environment, msg: Message, **_kw: Any) -> None:
+        self.reported.add(msg.node_id)
+
+    def _collect_last_reports(self, **_kw: Any) -> None:
+        """Wait until each worker has stopped its users and reported, so that the summary covers the whole run.
+
+        Locust's master gives its workers' last reports half a second after it says "quit",
+        and a busy worker misses that; this asks first, and waits for the answers.
+        """
+        assert isinstance(self.runner, MasterRunner)
+        clients = self.runner.clients
+        expected = {node_id for node_id in self.took_part - self.lost if node_id in clients}
+        self.reported.clear()
+        self.runner.send_message(FINAL, {})
+        deadline = time.monotonic() + FINAL_REPORT_WAIT_S
+        while expected - self.reported and time.monotonic() < deadline:
+            gevent.sleep(0.05)
+        if missing := expected - self.reported:
+            logger.warning(f"no last report from {len(missing)} worker(s) in {FINAL_REPORT_WAIT_S:g} s")
 
     def _count(self, client_id: str, data: dict[str, Any], **_kw: Any) -> None:
         sent = sum(entry["num_requests"] for entry in data.get("stats", ()) if entry.get("method") != SESSION)

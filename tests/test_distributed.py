@@ -109,8 +109,10 @@ def test_two_workers_in_empty_directories_replay_the_masters_recordings(run: Run
     assert workers["took_part"] == 2 and workers["lost"] == 0
     assert len(workers["requests"]) == 2 and all(n > 0 for n in workers["requests"]), workers
     seen = target_log(demo_target)
-    # The target's own count: every request the workers sent arrived, and the master counted them all.
-    assert sum(workers["requests"]) == summary["total"]["requests"] == len(seen)
+    # The target's own count: every request the workers sent arrived, and the master counted them all
+    # (but those the end of the run cut short: at most one per user).
+    assert sum(workers["requests"]) == summary["total"]["requests"]
+    assert 0 <= len(seen) - summary["total"]["requests"] <= 4, (len(seen), summary["total"]["requests"])
     recorded = {(r.method, r.path) for s in load_recordings(BUNDLED) if s.name != "sell an item" for r in s.requests}
     assert recorded <= {(e["method"], e["path"]) for e in seen}
     # The logins worked (the secret arrived) and the selling journey carried its live ids over.
@@ -264,7 +266,8 @@ def test_processes_uses_the_same_path_on_one_machine(demo_target: str, tmp_path:
     assert result.returncode == 0, result.stderr[-3000:]
     summary = orjson.loads(summary_file.read_bytes())
     assert summary["workers"]["took_part"] == 2 and all(n > 0 for n in summary["workers"]["requests"])
-    assert summary["total"]["requests"] == len(target_log(demo_target)) and summary["total"]["failures"] == 0
+    assert 0 <= len(target_log(demo_target)) - summary["total"]["requests"] <= 4
+    assert summary["total"]["failures"] == 0
 
 
 def _one_request_sessions(directory: Path, count: int, gap_s: float) -> None:
