@@ -165,12 +165,16 @@ class Shipping:
             gevent.sleep(1)
             if self.ending:
                 continue
-            for node_id in self.took_part - self.lost:
-                node = clients.get(node_id)
-                if node is None or node.state == STATE_MISSING:
-                    self.lost.add(node_id)
-                    self.slots.release(node_id)
-                    logger.warning(f"worker {node_id} was lost; the run goes on with the others")
+            lost = [node_id for node_id in self.took_part - self.lost
+                    if (node := clients.get(node_id)) is None or node.state == STATE_MISSING]
+            for node_id in lost:
+                self.lost.add(node_id)
+                self.slots.release(node_id)
+                logger.warning(f"worker {node_id} was lost; its users start again on the others")
+            runner = self.runner
+            if lost and runner.state == STATE_RUNNING and runner.spawning_completed:
+                # Locust itself waits a minute before it gives a missing worker's users to the others.
+                runner.start(runner.target_user_count, runner.spawn_rate)
 
     def workers(self) -> WorkerStats | None:
         """How many workers took part and how many were lost (None for a local run)."""

@@ -281,8 +281,10 @@ def test_the_timeline_replays_each_session_once_per_round_across_workers(run: Ru
                                                                         tmp_path: Path) -> None:
     recordings = tmp_path / "recordings"
     recordings.mkdir()
-    _one_request_sessions(recordings, 4, 0.5)  # one round: 0 to 1.5 s, then the next from 2.5 s
-    run.start_master(recordings, demo_target, "--timeline", "--no-check", "-r", "100", users=4, run_time="2s")
+    # At speed 0.25 one round starts sessions at 0, 0.8, 1.6 and 2.4 s, and the next round at 6.4 s.
+    _one_request_sessions(recordings, 4, 0.2)
+    run.start_master(recordings, demo_target, "--timeline", "--speed", "0.25", "--no-check", "-r", "100", users=4,
+                     run_time="4s")
     run.start_worker()
     run.start_worker()
     code, summary = run.wait()
