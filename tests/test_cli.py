@@ -106,15 +106,20 @@ def test_a_wrong_host_fails_fast_with_one_line() -> None:
     _one_error_line(replay("check", "--host", f"http://127.0.0.1:{port}"), "cannot connect")
 
 
-def test_demo_replays_the_bundled_recordings(tmp_path: Path) -> None:
+@pytest.mark.parametrize("processes", [[], ["--processes", "2"]], ids=["one process", "two processes"])
+def test_demo_replays_the_bundled_recordings(tmp_path: Path, processes: list[str]) -> None:
     summary_file = tmp_path / "summary.json"
-    result = replay("demo", "-t", "4s", "-u", "5", "--summary-json", str(summary_file), timeout=60)
+    result = replay("demo", "-t", "4s", "-u", "5", "--summary-json", str(summary_file), *processes, timeout=60)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "demo target listening on http://127.0.0.1:" in result.stderr
     assert "Aggregated" in result.stdout
     summary = orjson.loads(summary_file.read_bytes())
     assert summary["total"]["requests"] > 0 and summary["total"]["failures"] == 0
     assert summary["sessions"]["started"] > 0
+    if processes:
+        assert summary["workers"]["took_part"] == 2 and all(n > 0 for n in summary["workers"]["requests"])
+    else:
+        assert summary["workers"] is None
 
 
 def test_sigterm_stops_the_demo_and_everything_it_started() -> None:
