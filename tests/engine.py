@@ -236,6 +236,28 @@ def build_wheels(timeout: float = 600) -> None:
     _timed("pip wheel", started)
 
 
+def system_python() -> str:
+    """The distribution's Python (any user may run it; a pyenv one under /root is root's alone)."""
+    for candidate in ("/usr/bin/python3", "/usr/local/bin/python3"):
+        if os.access(candidate, os.X_OK):
+            return candidate
+    raise AssertionError("no system python3: apt-get install -y python3 python3-venv")
+
+
+def host_venv(dest: Path) -> Path:
+    """A virtualenv with ``replay`` installed from docker/wheels (offline), that any user can run.
+
+    The same install as the image's, for a non-root user on the host; ``build_wheels`` first.
+    """
+    started = time.monotonic()
+    run([system_python(), "-m", "venv", str(dest)], timeout=120, env=clean_env())
+    run([str(dest / "bin" / "pip"), "install", "--quiet", "--no-index", "--find-links", str(WHEELS), "traffic-replay"],
+        timeout=600, env=clean_env())
+    dest.chmod(0o755)
+    _timed("host venv from the wheels", started)
+    return dest
+
+
 def merged_config(engine: Engine, files: Sequence[Path], env: dict[str, str], project: str,
                   *profiles: str) -> dict[str, Any]:
     args = [a for p in profiles for a in ("--profile", p)]

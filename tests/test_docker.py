@@ -38,6 +38,7 @@ from engine import (
     build_wheels,
     clean_env,
     compose_cli,
+    host_venv,
     container_ids,
     merged_config,
     run,
@@ -279,16 +280,21 @@ def test_compose_replays_the_bundled_recordings_with_two_workers(engine: Engine,
 
 
 def _record_on_host_as(uid: int, work: Path, target: str) -> Path:
-    """``replay record`` on the host as a non-root user, in reverse mode in front of ``target``."""
+    """``replay record`` on the host as a non-root user, in reverse mode in front of ``target``.
+
+    It runs from a virtualenv of its own (installed from docker/wheels with the system's
+    Python), since this one may live where only root can go (pyenv under /root).
+    """
+    venv = host_venv(work / "venv")
     home = _owned_dir(work / "home", uid)
     recordings = _owned_dir(work / "host-recordings", uid)
     port = free_port()
     env = {**clean_env(), "HOME": str(home), "PYTHONUNBUFFERED": "1"}
     proc, _ = start_process(
-        ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", sys.executable, "-m", "traffic_replay.cli",
-         "record", str(recordings), "--mode", f"reverse:{target}", "--listen-host", "127.0.0.1",
-         "--listen-port", str(port), "--no-live"],
-        r"recording sessions into", timeout=30, env=env, merge_stderr=True)
+        ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", str(venv / "bin" / "replay"), "record",
+         str(recordings), "--mode", f"reverse:{target}", "--listen-host", "127.0.0.1", "--listen-port", str(port),
+         "--no-live"],
+        r"recording sessions into", timeout=30, env=env, merge_stderr=True, cwd=home)
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10, headers={"User-Agent": "docker-test"}) as c:
             for path in ("/", "/items", "/items/3", "/api/items", "/api/items/2"):
