@@ -9,6 +9,7 @@ and exit code 1.
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 
@@ -18,12 +19,15 @@ from mitmproxy.tools.dump import DumpMaster
 from mitmproxy.tools.main import run
 
 from recorder import addon
+from traffic_replay.settings import SERIALISED_ENV, Settings
 
 
 class RecorderMaster(DumpMaster):
     def __init__(self, opts: options.Options, **kwargs: Any) -> None:
         super().__init__(opts, **kwargs)
         self.addons.add(*addon.addons)
+        if SERIALISED_ENV in os.environ:  # started by `replay record`: its settings, before any --set
+            opts.update(**addon.recorder_options(opts, Settings.of_process()))
 
 
 def main() -> None:

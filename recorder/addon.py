@@ -34,6 +34,7 @@ from recorder.redaction import Redactor, load_key
 from recorder.sessionizer import ClientKey, Exchange, Sessionizer, build_session
 from recorder.sessionkeys import Keyed, KeySpec, key_for, parse_session_key
 from traffic_replay.format import Session, write_session
+from traffic_replay.settings import Settings
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -64,6 +65,25 @@ def _parsed(option: str, parse: Callable[[Any], T]) -> T:
         return parse(getattr(ctx.options, option))
     except ValueError as e:
         raise exceptions.OptionsError(f"{option}: {e}") from e
+
+
+def recorder_options(opts: Any, settings: Settings) -> dict[str, Any]:
+    """The addon's ``replay_*`` options from the settings of the same name (``replay_dir`` from ``recordings``).
+
+    The one mapping from settings to options: ``replay record`` (``python -m recorder``) and
+    ``replay import`` both configure the addon through it; under plain ``mitmdump`` the
+    options come from ``--set`` instead.
+    """
+    values: dict[str, Any] = {}
+    dumped = settings.model_dump(mode="json")
+    dumped["dir"] = dumped["recordings"]
+    for name, option in opts.items():
+        setting = name.removeprefix("replay_")
+        if setting == name or dumped.get(setting) is None:
+            continue
+        value, kind = dumped[setting], option.typespec
+        values[name] = str(value) if kind is str else int(value) if kind is int else value
+    return values
 
 
 _FILTER_OPTIONS = {"replay_allow_host", "replay_exclude", "replay_static"}

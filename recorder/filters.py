@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from traffic_replay.record_specs import HostPattern, compile_patterns, parse_host
+from traffic_replay.specs import HostPattern, compile_patterns, parse_host
 
 __all__ = ["EXCLUDED", "HOST_NOT_ALLOWED", "STATIC", "FlowFilter", "HostPattern", "compile_patterns", "is_static",
            "parse_host"]

@@ -31,7 +31,7 @@ from typing import Any
 
 from mitmproxy import exceptions, hooks, http, io, master, options
 
-from recorder.addon import Recorder
+from recorder.addon import Recorder, recorder_options
 from recorder.har import Grouping, load_har
 from recorder.sessionizer import build_session
 from traffic_replay.errors import RecordingError, ReplayError
@@ -59,19 +59,6 @@ class Imported:
     damaged: str | None = None
 
 
-def recorder_options(opts: options.Options, settings: Settings) -> dict[str, Any]:
-    """Each ``replay_*`` option of the addon from the setting of the same name, where there is one."""
-    values: dict[str, Any] = {}
-    dumped = settings.model_dump()
-    for name, option in opts.items():
-        setting = name.removeprefix("replay_")
-        if setting == name or dumped.get(setting) is None:
-            continue
-        value, kind = dumped[setting], option.typespec
-        values[name] = str(value) if kind is str else int(value) if kind is int else value
-    return values
-
-
 @contextmanager
 def configured_recorder(directory: Path, settings: Settings) -> Iterator[Recorder]:
     """A ``Recorder`` with its options set as ``replay record`` would set them, writing into ``directory``."""
@@ -82,7 +69,7 @@ def configured_recorder(directory: Path, settings: Settings) -> Iterator[Recorde
         recorder = Recorder()
         proxy.addons.add(recorder)
         try:
-            opts.update(**recorder_options(opts, settings), replay_dir=str(directory))
+            opts.update(**recorder_options(opts, settings.model_copy(update={"recordings": directory})))
             # Every option, defaults included, as at mitmproxy's start.
             proxy.addons.invoke_addon_sync(recorder, hooks.ConfigureHook(set(opts.keys())))
         except exceptions.OptionsError as e:
@@ -198,7 +185,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     source: Path = args.file
     try:
-        settings = Settings.build(import_per=args.per)
+        settings = Settings.of_process()
+        if args.per is not None:
+            settings = settings.model_copy(update={"import_per": args.per})
         directory: Path = args.output or settings.recordings
         if not source.is_file():
             raise RecordingError(f"{source}: no such file" if not source.exists() else f"{source}: not a file")

@@ -19,7 +19,7 @@ import re
 from collections.abc import Sequence
 from typing import NamedTuple
 
-from traffic_replay.record_specs import KeyKind, KeySpec, parse_session_key
+from traffic_replay.specs import KeyKind, KeySpec, parse_session_key
 
 __all__ = ["ClientKey", "KeyKind", "KeySpec", "Keyed", "SessionKey", "key_for", "parse_session_key",
            "request_cookie", "response_cookie"]

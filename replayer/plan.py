@@ -1,7 +1,8 @@
 """``replay run --dry-run``: what each session would send where, and what it would skip.
 
-Runs the same preparation as a replay (host map, correlation, rules, data, secrets) in
-a process of its own, without Locust and without sending anything.
+Runs the same preparation as a replay (host map, correlation, rules, data, secrets), from
+the payload ``replay run`` read, in a process of its own, without Locust and without
+sending anything.
 """
 
 from __future__ import annotations
@@ -11,9 +12,10 @@ import sys
 from rich.console import Console
 from rich.table import Table
 
-from replayer.loading import load_prepared
+from replayer.loading import prepare_workload
 from replayer.prepared import PreparedSession
 from traffic_replay.errors import ReplayError
+from traffic_replay.payload import read_workload, take_over
 from traffic_replay.settings import Settings
 
 
@@ -51,13 +53,14 @@ def render_plan(sessions: tuple[PreparedSession, ...], host: str, console: Conso
 
 
 def main() -> int:
-    settings = Settings()
+    settings = Settings.of_process()
     try:
-        replay = load_prepared(settings, settings.host)
+        payload = take_over()
+        sessions, _ = prepare_workload(payload.open() if payload is not None else read_workload(settings))
     except ReplayError as e:
         print(f"error: {e}", file=sys.stderr)
         return e.exit_code
-    render_plan(replay.sessions, settings.host or "", Console(width=None if sys.stdout.isatty() else 160))
+    render_plan(sessions, settings.host or "", Console(width=None if sys.stdout.isatty() else 160))
     return 0
 
 

@@ -16,6 +16,7 @@ from traffic_replay.summary import (
     SessionStats,
     Summary,
     UnsourcedValue,
+    WorkerStats,
     render,
 )
 
@@ -48,7 +49,7 @@ SESSION = "SESSION"
 (count, failures, durations) beside the requests, as locust-plugins' transactions do."""
 
 
-def build_summary(environment: Environment, log: RunLog) -> Summary:
+def build_summary(environment: Environment, log: RunLog, workers: WorkerStats | None = None) -> Summary:
     stats = environment.stats
     # Totals over the requests alone: the session rows would count every session twice.
     total = StatsEntry(stats, "Aggregated", "", use_response_times_cache=False)
@@ -81,14 +82,16 @@ def build_summary(environment: Environment, log: RunLog) -> Summary:
                      for session, (step, method, name, what, count) in sorted(log.divergences.items())],
         unsourced=[UnsourcedValue(session=session, step=step, value=value, occurrences=count)
                    for (session, step, value), count in sorted(log.unsourced.items())],
+        workers=workers,
     )
 
 
-def report(environment: Environment, log: RunLog, summary_json: Path | None) -> None:
+def report(environment: Environment, log: RunLog, summary_json: Path | None,
+           workers: WorkerStats | None = None) -> None:
     """Print the summary (instead of Locust's own end tables) and write it as JSON if asked."""
     from rich.console import Console
 
-    summary = build_summary(environment, log)
+    summary = build_summary(environment, log, workers)
     render(summary, Console(width=140))
     if summary_json is not None:
         summary.write(summary_json)

@@ -8,6 +8,7 @@ from replayer.prepared import build_template, prepare_session
 from traffic_replay.correlation import Source
 from traffic_replay.extraction import ResponseView, compile_extractor
 from traffic_replay.hosts import HostMap
+from traffic_replay.specs import parse_host_mapping
 
 from factories import answered, make_request, make_session
 
@@ -71,7 +72,7 @@ def test_think_time_is_divided_by_speed() -> None:
 def test_unmapped_hosts_are_skipped_and_mapped_ones_go_where_told() -> None:
     session = make_session([make_request("/a", port=8000), make_request("/b", host="cdn.example", port=443),
                             make_request("/c", host="api.example", port=443)])
-    hosts = HostMap("http://127.0.0.1:9000", "127.0.0.1:8000", {"api.example": "http://127.0.0.1:9100"})
+    hosts = HostMap("http://127.0.0.1:9000", "127.0.0.1:8000", [parse_host_mapping("api.example=http://127.0.0.1:9100")])
     steps = prepare_session(session, 1.0, hosts).steps
     assert [(s.url, s.skip) for s in steps] == [
         ("/a", None), ("http://cdn.example:443/b", "host cdn.example:443 not mapped"),

@@ -8,9 +8,10 @@ are skipped and counted, never sent. Also: which flows cannot be replayed faithf
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 
-from traffic_replay.errors import ConfigError
 from traffic_replay.format import Request, Session
+from traffic_replay.specs import HostMapping
 
 
 def host_key(request: Request) -> str:
@@ -22,24 +23,13 @@ def primary_host(sessions: list[Session]) -> str | None:
     return counts.most_common(1)[0][0] if counts else None
 
 
-def parse_host_maps(specs: list[str]) -> dict[str, str]:
-    """``["api.example.com=http://127.0.0.1:9000"]`` → {original: target URL}."""
-    maps: dict[str, str] = {}
-    for spec in specs:
-        original, sep, url = spec.partition("=")
-        if not sep or not original or not url.startswith(("http://", "https://")):
-            raise ConfigError(f"--map-host '{spec}': expected ORIGINAL_HOST[:PORT]=http(s)://HOST[:PORT]")
-        maps[original.strip().lower()] = url.rstrip("/")
-    return maps
-
-
 class HostMap:
     """Resolves a recorded request to the base URL it is sent to, or None (skipped)."""
 
-    def __init__(self, host: str, primary: str | None, maps: dict[str, str]) -> None:
+    def __init__(self, host: str, primary: str | None, maps: Sequence[HostMapping] = ()) -> None:
         self.host = host
         self.primary = primary
-        self.maps = maps
+        self.maps = {m.original: m.url for m in maps}
 
     def base_for(self, request: Request) -> str | None:
         key = host_key(request).lower()

@@ -7,9 +7,10 @@ query string. Segments that look like identifiers become placeholders.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Literal
 
-from traffic_replay.errors import ConfigError
+from traffic_replay.specs import NamePattern
 
 _PLACEHOLDERS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"^\d+$"), "{id}"),
@@ -45,17 +46,9 @@ class StatsNamer:
     path (with its query) that the regex matches; NAME may refer to groups (``\\1``).
     """
 
-    def __init__(self, mode: NamingMode = "template", patterns: list[str] | None = None) -> None:
+    def __init__(self, mode: NamingMode = "template", patterns: Sequence[NamePattern] = ()) -> None:
         self.mode = mode
-        self.patterns: list[tuple[re.Pattern[str], str]] = []
-        for spec in patterns or []:
-            regex, sep, name = spec.rpartition("=")
-            if not sep or not regex or not name:
-                raise ConfigError(f"--name-pattern '{spec}': expected REGEX=NAME")
-            try:
-                self.patterns.append((re.compile(regex), name))
-            except re.error as e:
-                raise ConfigError(f"--name-pattern '{spec}': not a valid regular expression: {e}") from e
+        self.patterns = [(re.compile(p.regex), p.name) for p in patterns]
 
     def __call__(self, path: str) -> str:
         for pattern, name in self.patterns:

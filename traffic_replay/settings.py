@@ -1,26 +1,62 @@
-"""The one settings class of traffic-replay.
+"""The one settings class of traffic-replay, and its one serialised form.
 
 Read, in order of precedence, from CLI flags (passed as keyword arguments), ``REPLAY_*``
 environment variables and an optional ``.env`` file; ``BASE_URL`` is accepted for the
-target. One instance per process: the CLI builds it, and hands it to the Locust or
-mitmproxy process it starts as environment variables (``to_env``).
+target. Grammars are parsed when the settings are built (``traffic_replay.specs``), so
+every process holds parsed values and a bad one is refused before anything starts.
+
+One instance per process, built once: the CLI builds it from its flags and hands it to
+the mitmproxy or Locust process it starts as one JSON document (``serialised``, in
+``REPLAY_SETTINGS``), which that process reads with its own environment switched off
+(``from_serialised``); a Locust master ships the same document to every worker, whose
+own ``REPLAY_*`` variables then count only for what is per machine (``PER_MACHINE``).
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable, Mapping
+from contextvars import ContextVar
 from pathlib import Path
-from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
+from typing import Annotated, Any, Literal, TypeVar
 
 import orjson
-from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, BeforeValidator, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from traffic_replay.errors import ConfigError
 from traffic_replay.naming import NamingMode
-from traffic_replay.record_specs import compile_patterns, parse_host, parse_session_key
+from traffic_replay.specs import (
+    DataColumn,
+    HostMapping,
+    NamePattern,
+    compile_patterns,
+    parse_base_url,
+    parse_data_column,
+    parse_host,
+    parse_host_mapping,
+    parse_mode,
+    parse_name_pattern,
+    parse_session_key,
+)
 
 ENV_PREFIX = "REPLAY_"
+SERIALISED_ENV = "REPLAY_SETTINGS"
+"""The variable a child process finds its settings in (``Settings.serialised``)."""
+
+PER_MACHINE = frozenset({"master", "worker", "master_host", "master_port", "master_bind_host", "master_bind_port",
+                         "processes", "web_host", "web_port", "debug"})
+"""Settings a worker keeps from its own flags and environment: where it runs, not what it replays."""
+
+T = TypeVar("T")
+
+# True while settings are rebuilt from their serialised form: flags only, no environment, no .env.
+_sources_off: ContextVar[bool] = ContextVar("sources_off", default=False)
+
+
+def _each(parse: Callable[[str], T]) -> BeforeValidator:
+    """Parse each text item of a list; items already parsed (a serialised form) pass as they are."""
+    return BeforeValidator(lambda items: [parse(i) if isinstance(i, str) else i for i in items])
 
 
 class Settings(BaseSettings):
@@ -57,14 +93,28 @@ class Settings(BaseSettings):
     check_timeout: Annotated[float, Field(gt=0)] = Field(5.0, description="Seconds to wait for the preflight check.")
     correlate: bool = Field(True, description="Carry server-issued values (tokens, ids) over live; off to compare.")
     rules: Path | None = Field(None, description="TOML file of correlation rules the detector cannot find.")
-    map_host: list[str] = Field(default_factory=list,
-                                description="ORIGINAL=URL: send a recorded host's requests to URL (repeatable).")
+    map_host: Annotated[list[HostMapping], _each(parse_host_mapping)] = Field(
+        default_factory=list, description="ORIGINAL=URL: send a recorded host's requests to URL (repeatable).")
     names: NamingMode = Field("template", description="Stats names: template (/items/{id}), path or url.")
-    name_pattern: list[str] = Field(default_factory=list,
-                                    description="REGEX=NAME: name matching requests NAME in the stats (repeatable).")
+    name_pattern: Annotated[list[NamePattern], _each(parse_name_pattern)] = Field(
+        default_factory=list, description="REGEX=NAME: name matching requests NAME in the stats (repeatable).")
     data: Path | None = Field(None, description="CSV file: each virtual user gets its own row.")
-    data_map: list[str] = Field(default_factory=list,
-                                description="COLUMN=RECORDED: a data column replaces a recorded value (repeatable).")
+    data_map: Annotated[list[DataColumn], _each(parse_data_column)] = Field(
+        default_factory=list, description="COLUMN=RECORDED: a data column replaces a recorded value (repeatable).")
+
+    # Distributed runs (Locust's master and workers)
+    master: bool = Field(False, description="Run as the master of a distributed run: workers connect to it.")
+    worker: bool = Field(False, description="Run as a worker: replay what the master at --master-host sends.")
+    expect_workers: Annotated[int, Field(ge=1)] = Field(
+        1, description="Master: start when this many workers hold the recordings (headless).")
+    master_host: str = Field("127.0.0.1", description="Worker: address of the master.")
+    master_port: Annotated[int, Field(ge=1, le=65535)] = Field(5557, description="Worker: port of the master.")
+    master_bind_host: str = Field(
+        "127.0.0.1", description="Master: address workers connect to (0.0.0.0 for workers on other machines).")
+    master_bind_port: Annotated[int, Field(ge=1, le=65535)] = Field(
+        5557, description="Master: port workers connect to.")
+    processes: int | None = Field(
+        None, description="Fork this many worker processes on this machine (-1: one per core), with a master.")
 
     # Record
     mode: str = Field("regular",
@@ -105,26 +155,23 @@ class Settings(BaseSettings):
             raise ValueError("choose --timeline or --session-rate, not both")
         return self
 
+    @model_validator(mode="after")
+    def _one_role(self) -> Settings:
+        if self.master and self.worker:
+            raise ValueError("choose --master or --worker, not both")
+        if self.processes is not None and (self.processes == 0 or self.processes < -1):
+            raise ValueError(f"--processes {self.processes}: give a number of processes, or -1 for one per core")
+        return self
+
     @field_validator("host")
     @classmethod
     def _host_is_url(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"'{value}' is not an http(s) URL like http://127.0.0.1:8000")
-        return value.rstrip("/")
+        return None if value is None else parse_base_url(value)
 
     @field_validator("mode")
     @classmethod
     def _mode_is_known(cls, value: str) -> str:
-        if value == "regular":
-            return value
-        kind, _, url = value.partition(":")
-        if kind in ("reverse", "upstream") and urlsplit(url).scheme in ("http", "https") and urlsplit(url).hostname:
-            return value
-        raise ValueError(f"'{value}' is not 'regular', 'reverse:http(s)://HOST[:PORT]' "
-                         "or 'upstream:http(s)://PROXY[:PORT]'")
+        return parse_mode(value)
 
     # The recorder's own parsers: a bad value is refused here, in one line, before mitmproxy starts.
     @field_validator("session_key")
@@ -147,29 +194,60 @@ class Settings(BaseSettings):
         return value
 
     @classmethod
+    def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+                                   env_settings: PydanticBaseSettingsSource,
+                                   dotenv_settings: PydanticBaseSettingsSource,
+                                   file_secret_settings: PydanticBaseSettingsSource,
+                                   ) -> tuple[PydanticBaseSettingsSource, ...]:
+        if _sources_off.get():
+            return (init_settings,)
+        return init_settings, env_settings, dotenv_settings, file_secret_settings
+
+    @classmethod
     def build(cls, **flags: Any) -> Settings:
         """Settings from the given flags (``None`` means "not given") over env and ``.env``."""
         given = {k: v for k, v in flags.items() if v is not None}
         try:
             return cls(**given)
         except ValidationError as e:
-            first = e.errors(include_url=False)[0]
-            name = ".".join(str(p) for p in first["loc"])
-            msg = first["msg"].removeprefix("Value error, ")
-            raise ConfigError(f"setting '{name}' ({ENV_PREFIX}{name.upper()}): {msg}" if name else msg) from e
+            raise _config_error(e) from e
 
-    def to_env(self) -> dict[str, str]:
-        """These settings as ``REPLAY_*`` variables, to hand to a child process."""
-        env: dict[str, str] = {}
-        for name, value in self.model_dump(mode="json").items():
-            if value is None:
-                continue
-            if isinstance(value, bool):
-                env[f"{ENV_PREFIX}{name.upper()}"] = str(value).lower()
-            elif isinstance(value, list | dict):
-                env[f"{ENV_PREFIX}{name.upper()}"] = orjson.dumps(value).decode()  # pydantic-settings reads JSON
-            else:
-                env[f"{ENV_PREFIX}{name.upper()}"] = str(value)
-        return env
+    def serialised(self) -> str:
+        """Every setting, unset ones included (``null``): what a child process or a worker is built from."""
+        return orjson.dumps(self.model_dump(mode="json")).decode()
+
+    def environ(self) -> dict[str, str]:
+        """The variables that hand these settings to a child process."""
+        return {SERIALISED_ENV: self.serialised()}
+
+    @classmethod
+    def from_serialised(cls, text: str | bytes, local: Settings | None = None) -> Settings:
+        """Settings as serialised, with no environment or ``.env`` over them; ``local``'s per-machine ones kept."""
+        values = orjson.loads(text)
+        if local is not None:
+            values.update(local.model_dump(include=set(PER_MACHINE)))
+        token = _sources_off.set(True)
+        try:
+            return cls(**values)
+        except ValidationError as e:
+            raise _config_error(e) from e
+        finally:
+            _sources_off.reset(token)
+
+    @classmethod
+    def of_process(cls, environ: Mapping[str, str] = os.environ) -> Settings:
+        """This process's settings: as the CLI handed them over, else from the environment (``locust -f``)."""
+        serialised = environ.get(SERIALISED_ENV)
+        return cls.from_serialised(serialised) if serialised else cls.build()
+
+
+def _config_error(e: ValidationError) -> ConfigError:
+    """The first problem of a validation, as one line naming the setting, its flag and its variable."""
+    first = e.errors(include_url=False)[0]
+    name = str(first["loc"][0]) if first["loc"] else ""
+    msg = first["msg"].removeprefix("Value error, ")
+    if not name:
+        return ConfigError(msg)
+    return ConfigError(f"setting '{name}' (--{name.replace('_', '-')}, {ENV_PREFIX}{name.upper()}): {msg}")
 
 

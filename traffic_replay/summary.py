@@ -65,6 +65,14 @@ class UnsourcedValue(BaseModel):
     occurrences: int
 
 
+class WorkerStats(BaseModel):
+    """A distributed run's workers (absent from a run in one process)."""
+
+    took_part: int = Field(description="Workers that held the master's payload and ran users.")
+    lost: int = Field(description="Of those, workers that went missing or left before the run ended.")
+    requests: list[int] = Field(default_factory=list, description="Requests each of them sent, in the order they came.")
+
+
 class Summary(BaseModel):
     """Per-endpoint results of one run, plus sessions and failures."""
 
@@ -78,6 +86,7 @@ class Summary(BaseModel):
     skipped: dict[str, int] = Field(default_factory=dict, description="Steps never sent, by reason.")
     divergences: list[Divergence] = Field(default_factory=list)
     unsourced: list[UnsourcedValue] = Field(default_factory=list)
+    workers: WorkerStats | None = None
 
     def write(self, path: Path) -> None:
         tmp = path.with_name(f".{path.name}.tmp")
@@ -115,6 +124,10 @@ def render(summary: Summary, console: Console) -> None:
     s = summary.sessions
     console.print(f"sessions: {s.started} started, {s.completed} completed, {s.failed} failed;"
                   f" duration median {s.median_s:.1f}s, p95 {s.p95_s:.1f}s")
+    if summary.workers is not None:
+        w = summary.workers
+        console.print(f"workers: {w.took_part} took part, {w.lost} lost; requests by worker: "
+                      + ", ".join(str(n) for n in w.requests))
     if summary.skipped:
         console.print("skipped, never sent: " + ", ".join(f"{n} × {r}" for r, n in summary.skipped.items()))
     if summary.divergences:

@@ -8,20 +8,16 @@ A mapping (``--data-map COLUMN=RECORDED``) says which recorded value a column re
 from __future__ import annotations
 
 import csv
+from collections.abc import Sequence
 from pathlib import Path
 
 from traffic_replay.errors import ConfigError
+from traffic_replay.specs import DataColumn
 
 
-def parse_data_map(specs: list[str]) -> dict[str, str]:
-    """``["username=lin"]`` → {recorded value: column}."""
-    mapping: dict[str, str] = {}
-    for spec in specs:
-        column, sep, recorded = spec.partition("=")
-        if not sep or not column.strip() or not recorded:
-            raise ConfigError(f"--data-map '{spec}': expected COLUMN=RECORDED_VALUE")
-        mapping[recorded] = column.strip()
-    return mapping
+def columns_by_recorded(columns: Sequence[DataColumn]) -> dict[str, str]:
+    """``--data-map`` as {recorded value: column}, what the preparation looks values up by."""
+    return {c.recorded: c.column for c in columns}
 
 
 def load_rows(path: Path, columns: set[str]) -> list[dict[str, str]]:

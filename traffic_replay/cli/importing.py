@@ -21,7 +21,7 @@ from traffic_replay.settings import Settings
 
 def _exec(module: str, args: list[str], settings: Settings) -> NoReturn:
     sys.stdout.flush()
-    os.environ.update(settings.to_env())
+    os.environ.update(settings.environ())
     os.execv(sys.executable, [sys.executable, "-m", module, *args])
 
 

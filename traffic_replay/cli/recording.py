@@ -16,7 +16,8 @@ from traffic_replay.settings import Settings
 
 @app.command()
 def record(
-    directory: Annotated[Path, typer.Argument(help="Where session files are written.")] = Path("recordings"),
+    directory: Annotated[Path | None, typer.Argument(
+        help="Where session files are written (or REPLAY_RECORDINGS). [default: recordings]")] = None,
     mode: Annotated[str | None, typer.Option(
         help="'regular' (explicit proxy), 'reverse:URL' or 'upstream:PROXY_URL'.")] = None,
     listen_host: Annotated[str | None, typer.Option(help="Proxy address.")] = None,
@@ -47,11 +48,12 @@ def record(
         help="Seconds between fsyncs of the crash journal (0: every flow).")] = None,
 ) -> NoReturn:
     """Record traffic through a mitmproxy proxy into session files (Ctrl-C writes and stops)."""
-    settings = Settings.build(mode=mode, listen_host=listen_host, listen_port=listen_port, idle_gap=idle_gap,
-                              body_cap=body_cap, session_key=session_key, max_session=max_session,
+    settings = Settings.build(recordings=directory, mode=mode, listen_host=listen_host, listen_port=listen_port,
+                              idle_gap=idle_gap, body_cap=body_cap, session_key=session_key, max_session=max_session,
                               allow_host=allow_host, exclude=exclude, static=static, redact=redact,
                               redact_header=redact_header, redact_field=redact_field, ca_dir=ca_dir,
                               ssl_insecure=ssl_insecure, journal_fsync=journal_fsync, live=live)
+    directory = settings.recordings
     if directory.exists() and not directory.is_dir():
         raise RecordingError(f"{directory}: exists and is not a directory")
     try:
@@ -60,24 +62,13 @@ def record(
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise RecordingError(f"{directory}: cannot create directory: {e.strerror or e}") from e
+    # mitmproxy's own options here; the recorder's (replay_*) reach its addon through the settings.
     args = [sys.executable, "-m", "recorder", "--mode", settings.mode,
             "--listen-host", settings.listen_host, "--listen-port", str(settings.listen_port),
-            "--set", f"replay_dir={directory}", "--set", f"replay_idle_gap={settings.idle_gap}",
-            "--set", f"replay_body_cap={settings.body_cap}", "--set", "flow_detail=0",
-            "--set", f"termlog_verbosity={'debug' if settings.debug else 'warn'}",
-            "--set", f"replay_session_key={settings.session_key}",
-            "--set", f"replay_max_session={settings.max_session or ''}",
-            "--set", f"replay_static={str(settings.static).lower()}",
-            "--set", f"replay_redact={str(settings.redact).lower()}",
-            "--set", f"ssl_insecure={str(settings.ssl_insecure).lower()}",
-            "--set", f"replay_live={str(settings.live).lower()}",
-            "--set", f"replay_journal_fsync={settings.journal_fsync}"]
-    for option, values in (("replay_allow_host", settings.allow_host), ("replay_exclude", settings.exclude),
-                           ("replay_redact_header", settings.redact_header),
-                           ("replay_redact_field", settings.redact_field)):
-        args += [arg for value in values for arg in ("--set", f"{option}={value}")]  # repeated --set appends
+            "--set", "flow_detail=0", "--set", f"termlog_verbosity={'debug' if settings.debug else 'warn'}",
+            "--set", f"ssl_insecure={str(settings.ssl_insecure).lower()}"]
     if settings.ca_dir is not None:
         args += ["--set", f"confdir={settings.ca_dir}"]
     sys.stdout.flush()
     # exec, so that Ctrl-C and SIGTERM reach mitmproxy itself, which writes every open session.
-    os.execv(sys.executable, args)
+    os.execve(sys.executable, args, {**os.environ, **settings.environ()})

@@ -14,12 +14,9 @@ import typer
 from traffic_replay.cli.app import app, err, module_file, out
 from traffic_replay.errors import ConfigError, TargetError
 from traffic_replay.format import load_recordings
-from traffic_replay.hosts import parse_host_maps
-from traffic_replay.naming import StatsNamer
+from traffic_replay.payload import PAYLOAD_FD_ENV, Payload, hand_over, read_workload
 from traffic_replay.redacted import DEMO_SECRETS, read_env_file
-from traffic_replay.rules import load_rules
 from traffic_replay.settings import Settings
-from traffic_replay.userdata import load_rows, parse_data_map
 
 
 @app.command()
@@ -37,40 +34,49 @@ def check(
         out.print(f"ok  {probe.method} {probe.url}  {probe.status}  {probe.latency_ms:.1f} ms", highlight=False)
 
 
-def _check_inputs(settings: Settings) -> None:
-    """Every file and mapping a replay reads, checked here so that a mistake is one line, before Locust starts."""
-    _require_host(settings)
-    load_recordings(settings.recordings)
-    parse_host_maps(settings.map_host)
-    if settings.rules is not None:
-        load_rules(settings.rules)
-    data_map = parse_data_map(settings.data_map)
-    if data_map and settings.data is None:
-        raise ConfigError("--data-map needs --data FILE.csv")
-    if settings.data is not None:
-        load_rows(settings.data, set(data_map.values()))
-    StatsNamer(settings.names, settings.name_pattern)
-
-
 def _require_host(settings: Settings) -> str:
     if settings.host is None:
         raise ConfigError("no target: pass --host URL (or set REPLAY_HOST or BASE_URL)")
     return settings.host
 
 
-def _locust_args(settings: Settings) -> tuple[list[str], dict[str, str]]:
-    """Check the recordings and the target, then give Locust's command line and environment."""
+def _hand_over_inputs(settings: Settings, secrets: dict[str, str] | None = None) -> dict[str, str]:
+    """Read every input of the replay once, check the target, and hand them over: the variables for the child.
+
+    A worker reads nothing: its master sends it all.
+    """
+    env = {**os.environ, **settings.environ()}
+    if settings.worker:
+        return env
     host = _require_host(settings)
-    sessions = load_recordings(settings.recordings)
+    workload = read_workload(settings, {**os.environ, **(secrets or {})})
     if settings.check:
         from traffic_replay.checks import check_target  # httpx is only worth importing for the check
 
-        probe = check_target(host, sessions, settings.check_timeout)[0]
+        probe = check_target(host, workload.sessions, settings.check_timeout)[0]
         err.print(f"target ok: {probe.method} {probe.url} answered {probe.status} in {probe.latency_ms:.0f} ms",
                   highlight=False)
-    args = [sys.executable, "-m", "locust", "-f", module_file("replayer.locustfile"), "--host", host,
-            "--users", str(settings.users), "--spawn-rate", str(settings.spawn_rate),
+    return {**env, **hand_over(Payload.of(workload))}
+
+
+def _locust_args(settings: Settings) -> list[str]:
+    """Locust's command line for these settings: a local run, a master, or a worker."""
+    args = [sys.executable, "-m", "locust", "-f", module_file("replayer.locustfile"),
             "--loglevel", "DEBUG" if settings.debug else "INFO"]
+    if settings.processes is not None:
+        args += ["--processes", str(settings.processes)]
+    if settings.worker:
+        return args + ["--worker", "--master-host", settings.master_host, "--master-port", str(settings.master_port)]
+    args += ["--host", _require_host(settings), "--users", str(settings.users),
+             "--spawn-rate", str(settings.spawn_rate)]
+    if settings.master or settings.processes is not None:  # --processes makes this process a master too
+        args += ["--master-bind-host", settings.master_bind_host, "--master-bind-port", str(settings.master_bind_port)]
+    if settings.processes is not None:  # where the forked workers find this master
+        bound = settings.master_bind_host
+        args += ["--master-host", "127.0.0.1" if bound in ("*", "0.0.0.0", "") else bound,
+                 "--master-port", str(settings.master_bind_port)]
+    if settings.master:
+        args += ["--master", "--expect-workers", str(settings.expect_workers)]
     if settings.headless:
         args.append("--headless")
     else:
@@ -81,13 +87,17 @@ def _locust_args(settings: Settings) -> tuple[list[str], dict[str, str]]:
         args += ["--csv", settings.csv]
     if settings.html:
         args += ["--html", str(settings.html)]
-    return args, {**os.environ, **settings.to_env()}
+    return args
 
 
-def _run_locust(settings: Settings, extra_env: dict[str, str]) -> int:
+def _inherited(env: dict[str, str]) -> tuple[int, ...]:
+    return (int(env[PAYLOAD_FD_ENV]),) if PAYLOAD_FD_ENV in env else ()
+
+
+def _run_locust(settings: Settings, secrets: dict[str, str]) -> int:
     """Run Locust as a child (the caller has more to do after it); return its exit code."""
-    args, env = _locust_args(settings)
-    child = subprocess.Popen(args, env={**env, **extra_env})
+    env = _hand_over_inputs(settings, secrets)
+    child = subprocess.Popen(_locust_args(settings), env=env, pass_fds=_inherited(env))
     try:
         return child.wait()
     except KeyboardInterrupt:
@@ -132,6 +142,18 @@ def run(
     names: Annotated[str | None, typer.Option(help="Stats names: template, path or url.")] = None,
     name_pattern: Annotated[list[str] | None, typer.Option(help="REGEX=NAME: a stats name for matching requests.")
                             ] = None,
+    master: Annotated[bool | None, typer.Option("--master", help="Be the master of a distributed run.")] = None,
+    worker: Annotated[bool | None, typer.Option(
+        "--worker", help="Be a worker: replay what the master sends (no recordings or --host needed).")] = None,
+    expect_workers: Annotated[int | None, typer.Option(
+        help="Master: start (headless) when this many workers hold the recordings.")] = None,
+    master_host: Annotated[str | None, typer.Option(help="Worker: address of the master.")] = None,
+    master_port: Annotated[int | None, typer.Option(help="Worker: port of the master.")] = None,
+    master_bind_host: Annotated[str | None, typer.Option(
+        help="Master: address to accept workers on (0.0.0.0 for other machines).")] = None,
+    master_bind_port: Annotated[int | None, typer.Option(help="Master: port to accept workers on.")] = None,
+    processes: Annotated[int | None, typer.Option(
+        help="Fork this many worker processes on this machine (-1: one per core).")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print what would be sent where; send nothing.")] = False,
 ) -> None:
     """Replay recorded sessions against a target with Locust."""
@@ -141,12 +163,16 @@ def run(
                               correlate=correlate, rules=rules, map_host=map_host or None, data=data,
                               data_map=data_map or None, timeout=timeout, session_rate=session_rate, arrivals=arrivals,
                               timeline=timeline, parallel_overlaps=parallel_overlaps, names=names,
-                              name_pattern=name_pattern or None)
-    _check_inputs(settings)
+                              name_pattern=name_pattern or None, master=master, worker=worker,
+                              expect_workers=expect_workers, master_host=master_host, master_port=master_port,
+                              master_bind_host=master_bind_host, master_bind_port=master_bind_port,
+                              processes=processes)
     if dry_run:
-        plan = subprocess.run([sys.executable, "-m", "replayer.plan"], env={**os.environ, **settings.to_env()})
+        env = _hand_over_inputs(settings.model_copy(update={"check": False, "worker": False}))
+        plan = subprocess.run([sys.executable, "-m", "replayer.plan"], env=env, pass_fds=_inherited(env))
         raise typer.Exit(plan.returncode)
-    args, env = _locust_args(settings)
+    args = _locust_args(settings)
+    env = _hand_over_inputs(settings)
     sys.stdout.flush()
     sys.stderr.flush()
     # exec: Locust takes this process over, so Ctrl-C reaches it directly and no idle parent stays behind.
@@ -170,6 +196,8 @@ def demo(
     run_time: Annotated[str, typer.Option("-t", "--run-time", help="How long to replay.")] = "10s",
     speed: Annotated[float, typer.Option(help="Divide think time by this; 0 = no waiting.")] = 1.0,
     summary_json: Annotated[Path | None, typer.Option(help="Write the summary as JSON here.")] = None,
+    processes: Annotated[int | None, typer.Option(
+        help="Fork this many worker processes (-1: one per core).")] = None,
 ) -> None:
     """Start the bundled demo target and replay the bundled recordings against it, headless."""
     # SIGTERM must not orphan the target and Locust: make it unwind through the `finally`s that stop them.
@@ -183,7 +211,8 @@ def demo(
         url = line.rsplit(" ", 1)[-1].strip()
         err.print(f"demo target listening on {url}", highlight=False)
         settings = Settings.build(recordings=bundled_recordings(), host=url, users=users, spawn_rate=users,
-                                  run_time=run_time, speed=speed, headless=True, summary_json=summary_json)
+                                  run_time=run_time, speed=speed, headless=True, summary_json=summary_json,
+                                  processes=processes)
         secrets = settings.recordings / DEMO_SECRETS
         code = _run_locust(settings, read_env_file(secrets) if secrets.is_file() else {})
     finally:

@@ -1,0 +1,177 @@
+"""The master's side of a replay (a local run's too): the payload to every worker, ready workers, user slots.
+
+Following Locust's ``examples/custom_messages.py``: handlers are registered on the
+runner in ``events.init`` and talk in custom messages. A worker asks for the payload
+(``HELLO``) once its own handler is registered, rather than the master sending it from
+``worker_connect``, which can reach the worker before that handler exists and be dropped;
+a worker that connects late, or again after a restart, asks in the same way. It answers
+``READY`` once it holds and has prepared the payload, and only then does the master count
+it among its ready workers (``--expect-workers``).
+
+Each virtual user of the whole run takes a *slot* from the master when it starts: the
+lowest number no running user holds. A user's ``--data`` row and its share of the
+timeline follow from its slot, so no two users anywhere share a row while there are rows
+enough, and the timeline replays each session once per round across all workers.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+from typing import Any
+
+import gevent
+from locust.env import Environment
+from locust.rpc import Message
+from locust.runners import STATE_MISSING, STATE_RUNNING, STATE_SPAWNING, MasterRunner, Runner, WorkerNodes
+
+from replayer.report import SESSION
+from traffic_replay.payload import Payload
+from traffic_replay.summary import WorkerStats
+
+logger = logging.getLogger(__name__)
+
+HELLO = "replay_hello"
+"""worker → master: my handlers are registered, send me the payload."""
+PAYLOAD = "replay_payload"
+"""master → worker: ``Payload.message()``."""
+READY = "replay_ready"
+"""worker → master: ``{"digest": ...}`` once prepared, or ``{"error": ...}``."""
+TAKE_SLOT = "replay_take_slot"
+"""worker → master: ``{"ask": n}`` a user starts and needs a slot."""
+SLOT = "replay_slot"
+"""master → worker: ``{"ask": n, "slot": slot}``."""
+FREE_SLOT = "replay_free_slot"
+"""worker → master: ``{"slot": slot}`` a user stopped."""
+
+
+class ReadyWorkers(WorkerNodes):
+    """Locust's worker table, where "ready" means "holds the payload": what ``--expect-workers`` waits for."""
+
+    def __init__(self, holding: set[str]) -> None:
+        super().__init__()
+        self.holding = holding
+
+    @property
+    def ready(self) -> list[Any]:
+        return [node for node in super().ready if node.id in self.holding]
+
+
+class Slots:
+    """User slots: the lowest free number first, and a lost worker's slots free again."""
+
+    def __init__(self) -> None:
+        self.free: list[int] = []
+        self.next = 0
+        self.holders: dict[int, str] = {}
+
+    def take(self, holder: str) -> int:
+        slot = heapq.heappop(self.free) if self.free else self._new()
+        self.holders[slot] = holder
+        return slot
+
+    def _new(self) -> int:
+        self.next += 1
+        return self.next - 1
+
+    def give_back(self, slot: int, holder: str) -> None:
+        if self.holders.get(slot) == holder:
+            del self.holders[slot]
+            heapq.heappush(self.free, slot)
+
+    def release(self, holder: str) -> None:
+        for slot in [s for s, h in self.holders.items() if h == holder]:
+            self.give_back(slot, holder)
+
+
+class Shipping:
+    """Sends the payload to whoever asks, and keeps the books on workers and slots."""
+
+    def __init__(self, runner: Runner, payload: Payload) -> None:
+        self.runner = runner
+        self.payload = payload
+        self.slots = Slots()
+        self.took_part: set[str] = set()
+        self.lost: set[str] = set()
+        self.requests: dict[str, int] = {}
+        """Requests each worker reported, by its id."""
+        self.ending = False
+        runner.register_message(HELLO, self.on_hello)
+        runner.register_message(READY, self.on_ready)
+        runner.register_message(TAKE_SLOT, self.on_take_slot)
+        runner.register_message(FREE_SLOT, self.on_free_slot)
+        if isinstance(runner, MasterRunner):
+            runner.clients = ReadyWorkers(self.took_part)
+            events = runner.environment.events
+            events.worker_report.add_listener(self._count)
+            events.test_start.add_listener(self._starting)
+            events.test_stopping.add_listener(self._ending)
+            runner.greenlet.spawn(self._watch).link_exception(lambda g: logger.error(f"worker watch: {g.exception}"))
+
+    def on_hello(self, environment: Environment, msg: Message, **_kw: Any) -> None:
+        self.runner.send_message(PAYLOAD, self.payload.message(), client_id=msg.node_id)
+
+    def on_ready(self, environment: Environment, msg: Message, **_kw: Any) -> None:
+        if error := msg.data.get("error"):
+            logger.error(f"worker {msg.node_id} cannot replay: {error}")
+            return
+        if msg.data.get("digest") != self.payload.digest:
+            logger.error(f"worker {msg.node_id} holds another payload than this master's; it gets no users")
+            return
+        self.took_part.add(msg.node_id)
+        self.lost.discard(msg.node_id)
+        if isinstance(self.runner, MasterRunner):
+            logger.info(f"worker {msg.node_id} holds the recordings: {len(self.took_part)} ready")
+            self._join_run(msg.node_id)
+
+    def _join_run(self, node_id: str) -> None:
+        """A worker that was not ready when the run started gets its share of the users now."""
+        runner = self.runner
+        assert isinstance(runner, MasterRunner)
+        dispatcher = runner._users_dispatcher
+        if dispatcher is None or runner.state not in (STATE_RUNNING, STATE_SPAWNING) or node_id not in runner.clients:
+            return
+        if all(node.id != node_id for node in dispatcher._worker_nodes):
+            dispatcher.add_worker(runner.clients[node_id])
+            runner.start(runner.target_user_count, runner.spawn_rate)
+
+    def on_take_slot(self, environment: Environment, msg: Message, **_kw: Any) -> None:
+        slot = self.slots.take(msg.node_id)
+        self.runner.send_message(SLOT, {"ask": msg.data["ask"], "slot": slot}, client_id=msg.node_id)
+
+    def on_free_slot(self, environment: Environment, msg: Message, **_kw: Any) -> None:
+        self.slots.give_back(msg.data["slot"], msg.node_id)
+
+    def _count(self, client_id: str, data: dict[str, Any], **_kw: Any) -> None:
+        sent = sum(entry["num_requests"] for entry in data.get("stats", ()) if entry.get("method") != SESSION)
+        self.requests[client_id] = self.requests.get(client_id, 0) + sent
+
+    def _starting(self, **_kw: Any) -> None:
+        self.ending = False
+
+    def _ending(self, **_kw: Any) -> None:
+        # Workers leave Locust's table when they stop at the end: that is not a loss.
+        self.ending = True
+
+    def _watch(self) -> None:
+        """Workers that went missing (killed, unplugged) or left while the run went on are lost; so are their slots."""
+        assert isinstance(self.runner, MasterRunner)
+        clients = self.runner.clients
+        while True:
+            gevent.sleep(1)
+            if self.ending:
+                continue
+            for node_id in self.took_part - self.lost:
+                node = clients.get(node_id)
+                if node is None or node.state == STATE_MISSING:
+                    self.lost.add(node_id)
+                    self.slots.release(node_id)
+                    logger.warning(f"worker {node_id} was lost; the run goes on with the others")
+
+    def workers(self) -> WorkerStats | None:
+        """How many workers took part and how many were lost (None for a local run)."""
+        if not isinstance(self.runner, MasterRunner):
+            return None
+        ordered = sorted(self.took_part, key=self.runner.get_worker_index)
+        return WorkerStats(took_part=len(ordered), lost=len(self.lost),
+                           requests=[self.requests.get(node_id, 0) for node_id in ordered])

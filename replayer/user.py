@@ -1,0 +1,219 @@
+"""The virtual user: replays recorded sessions (closed model), or starts them (open and timeline models).
+
+Three load models. *Closed* (default): each Locust user replays one session after
+another. *Open* (``--session-rate``): users are arrival generators that start sessions at
+a fixed total rate, each session a new visitor with its own cookies, however slowly the
+target answers. *Timeline* (``--timeline``): sessions start at their recorded start times,
+each user starting the sessions of its slot. In the open models requests are also timed
+from when the recording says they should have been sent (the "intended" latency).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from typing import Any, ClassVar
+
+import gevent
+from gevent.pool import Group
+from locust import FastHttpUser, constant, task
+from locust.contrib.fasthttp import FastHttpSession
+from locust.exception import CatchResponseError, StopUser
+
+from replayer.loading import Replay
+from replayer.prepared import PreparedSession, Step
+from replayer.receiving import Receiving
+from replayer.report import SESSION
+from replayer.sending import Sender
+from traffic_replay.extraction import ResponseView
+
+logger = logging.getLogger(__name__)
+
+PAYLOAD_WAIT_S = 120.0
+"""How long a user spawned before its process holds the payload waits for it (a worker that joined late)."""
+
+
+class ReplayUser(FastHttpUser):
+    """A virtual user that replays recorded sessions (closed model), or starts them (open models)."""
+
+    # Think time lives inside the sessions; between two sessions a user starts the next at once.
+    wait_time = constant(0)
+
+    replay: ClassVar[Replay]
+    """This process's sessions, set in ``events.init`` (``replayer.locustfile``) and filled by its payload."""
+    receiving: ClassVar[Receiving]
+
+    def on_start(self) -> None:
+        self.visits = Group()
+        self.slot: int | None = None
+        replay = self.replay
+        if not replay.ready.wait(PAYLOAD_WAIT_S):
+            logger.error(f"no payload from the master in {PAYLOAD_WAIT_S:g} s: a user stops")
+            raise StopUser()
+        self.log = replay.log
+        self.settings = replay.settings
+        self.sessions, self.cum_weights = replay.sessions, replay.cum_weights
+        # The slot is unique across the run: it picks this user's row and its share of the timeline.
+        self.slot = self.receiving.take_slot()
+        self.row = replay.rows[self.slot % len(replay.rows)] if replay.rows else {}
+
+    def on_stop(self) -> None:
+        self.visits.kill(block=False)
+        if self.slot is not None:
+            self.receiving.free_slot(self.slot)
+            self.slot = None
+
+    @task
+    def replay_sessions(self) -> None:
+        settings = self.settings
+        if settings.session_rate is not None:
+            self._arrivals(settings.session_rate / settings.users, settings.arrivals == "poisson")
+        elif settings.timeline:
+            assert self.slot is not None
+            self._timeline(settings.speed, settings.users, self.slot)
+        else:
+            session = random.choices(self.sessions, cum_weights=self.cum_weights)[0]
+            # A new session is a new visit: no cookies from the last one.
+            self.client.cookiejar.clear()
+            self._replay(session, self.client, None)
+
+    # The open models ----------------------------------------------------------------
+
+    def _arrivals(self, rate: float, poisson: bool) -> None:
+        """Start sessions at ``rate`` per second for this user, each in its own greenlet."""
+        due = time.perf_counter()
+        while True:
+            due += random.expovariate(rate) if poisson else 1 / rate
+            gevent.sleep(max(due - time.perf_counter(), 0))
+            session = random.choices(self.sessions, cum_weights=self.cum_weights)[0]
+            self.visits.spawn(self._replay, session, self._visitor(), due)
+
+    def _timeline(self, speed: float, users: int, slot: int) -> None:
+        """Start this user's share of the sessions at their recorded times, round after round."""
+        mine = [s for i, s in enumerate(self.sessions) if i % users == slot % users]
+        span = max((s.start for s in self.sessions), default=0.0) + 1.0
+        origin = time.perf_counter()
+        while True:
+            for session in mine:
+                due = origin + (session.start / speed if speed > 0 else 0.0)
+                gevent.sleep(max(due - time.perf_counter(), 0))
+                self.visits.spawn(self._replay, session, self._visitor(), due)
+            origin += span / speed if speed > 0 else 0.1
+            gevent.sleep(max(origin - time.perf_counter(), 0))
+
+    def _visitor(self) -> FastHttpSession:
+        """A client of its own (its own cookies) on this user's connection pool."""
+        return FastHttpSession(base_url=self.host, request_event=self.environment.events.request, user=self,
+                               insecure=self.insecure, concurrency=self.concurrency,
+                               network_timeout=self.network_timeout, connection_timeout=self.connection_timeout,
+                               max_retries=self.max_retries, client_pool=self.client.client.clientpool)
+
+    # One session --------------------------------------------------------------------
+
+    def _replay(self, session: PreparedSession, client: FastHttpSession, due: float | None) -> None:
+        """Send a session's steps in order; ``due`` is its intended start in the open models."""
+        log = self.log
+        log.started += 1
+        if session.missing is not None:
+            self._fail_unsendable(session, session.missing)
+            return
+        values = list(session.initial)
+        live = list(session.live)
+        for var, column in session.data:
+            values[var], live[var] = self.row[column], True
+        state = (session, client, Sender(client, self.environment.events.request.fire), values, live)
+        failed = False
+        began = time.perf_counter()
+        steps = session.steps
+        parallel = self.settings.parallel_overlaps
+        i, n = 0, len(steps)
+        while i < n:
+            step = steps[i]
+            if due is None:
+                if step.think:
+                    gevent.sleep(step.think)
+            else:
+                gevent.sleep(max(due + step.at - time.perf_counter(), 0))
+            if parallel and i + 1 < n and steps[i + 1].overlaps:
+                j = i + 1
+                while j < n and steps[j].overlaps:
+                    j += 1
+                # The browser sent these before the first had its answer: send them alongside it.
+                others = [gevent.spawn(self._send_at, state, s, s.at - step.at, due) for s in steps[i + 1:j]]
+                failed |= self._send(state, step, due)
+                gevent.joinall(others)
+                failed |= any(g.value for g in others)
+                i = j
+                continue
+            failed |= self._send(state, step, due)
+            i += 1
+        if failed:
+            log.failed += 1
+        else:
+            log.completed += 1
+        self.environment.events.request.fire(
+            request_type=SESSION, name=session.name, response_time=(time.perf_counter() - began) * 1000,
+            response_length=0, exception=CatchResponseError("a step failed") if failed else None, context={})
+
+    def _send_at(self, state: tuple[Any, ...], step: Step, delay: float, due: float | None) -> bool:
+        gevent.sleep(max(delay, 0))
+        return self._send(state, step, due)
+
+    def _send(self, state: tuple[Any, ...], step: Step, due: float | None) -> bool:
+        """Send one step; True when it failed."""
+        session, client, sender, values, live = state
+        if step.skip is not None:
+            self.log.skip(step.skip)
+            return False
+        url, headers, body = step.url, step.headers, step.body
+        if step.patch is not None:
+            url, headers, body = self._patched(session, step, values, live)
+        failed: bool
+        response, failed = sender(step.method, url, step.name, headers, body, step.expected, step.label)
+        status = response.status_code
+        if status:
+            header = response.headers.get
+            content = response.content
+            self.log.check(session.name, step, status, header, content)
+            if step.extract:
+                view = ResponseView(header, content, lambda name: _cookie(client, name))
+                for var, extract in step.extract:
+                    found = extract(view)
+                    if found is not None:
+                        values[var], live[var] = found, True
+        if due is not None:
+            self.log.intended(step.method, step.name, (time.perf_counter() - due - step.at) * 1000)
+        return failed
+
+    def _patched(self, session: PreparedSession, step: Step,
+                 values: list[str], live: list[bool]) -> tuple[str, dict[str, str], bytes | None]:
+        patch = step.patch
+        assert patch is not None
+        for var in patch.variables:
+            if not live[var]:
+                self.log.sent_unsourced(session.name, step.index, session.initial[var])
+        url = patch.url_prefix + patch.path.render(values) if patch.path is not None else step.url
+        headers = step.headers
+        if patch.headers:
+            headers = dict(headers)
+            for name, template in patch.headers:
+                headers[name] = template.render(values)
+        body = patch.body.render(values).encode() if patch.body is not None else step.body
+        return url, headers, body
+
+    def _fail_unsendable(self, session: PreparedSession, reason: str) -> None:
+        first = session.steps[0]
+        self.environment.events.request.fire(request_type=first.method, name=first.name, response_time=0,
+                                             response_length=0, exception=CatchResponseError(reason), context={})
+        self.log.failed += 1
+        # A missing secret fails every time: pace the failures instead of spinning on them.
+        gevent.sleep(1.0)
+
+
+def _cookie(client: FastHttpSession, name: str) -> str | None:
+    found = None
+    for cookie in client.cookiejar:
+        if cookie.name == name:
+            found = cookie.value
+    return found
