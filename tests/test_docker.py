@@ -16,9 +16,11 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -188,10 +190,14 @@ def _owned_dir(path: Path, uid: int) -> Path:
 
 
 @pytest.fixture
-def work(tmp_path: Path) -> Path:
-    # Host users other than root must be able to reach the folders under it.
-    tmp_path.chmod(0o755)
-    return tmp_path
+def work() -> Iterator[Path]:
+    """A folder that other host users can reach (pytest's own tmp_path is under a root-only 0700 folder)."""
+    path = Path(tempfile.mkdtemp(prefix="tr-docker-test-", dir="/tmp"))
+    path.chmod(0o755)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 class Run:
@@ -253,15 +259,15 @@ def _replay_and_check(run_: Run, *, workers: int, run_time_s: float, recordings:
     probes = len(probe_paths(load_recordings(recordings)))
     served = target_log(f"http://127.0.0.1:{run_.env['REPLAY_TARGET_PORT']}")
     assert len(served) == total + probes, (len(served), total, probes)
-    # Every worker took part: the master counted them, and each one ran users.
-    if "workers" in summary:
-        assert summary["workers"] == workers, summary["workers"]
-    assert f"{workers} workers connected" in master_logs, master_logs[-5000:]
+    # Every worker took part: the master's count of what each one sent adds up to the total.
+    assert summary["workers"] is not None, summary
+    assert summary["workers"]["took_part"] == workers and summary["workers"]["lost"] == 0, summary["workers"]
+    per_worker = summary["workers"]["requests"]
+    assert len(per_worker) == workers and all(n > 0 for n in per_worker) and sum(per_worker) == total, per_worker
     for worker in run_.ids("worker"):
+        code = wait_for_exit(run_.engine, worker, timeout=60)
         logs = run_.engine.docker("logs", worker, timeout=60)
-        text = logs.stdout + logs.stderr
-        assert re.search(r"All users spawned: .*\b[1-9]", text) or "Spawning is complete" in text, text[-3000:]
-        assert wait_for_exit(run_.engine, worker, timeout=60) == 0, text[-3000:]
+        assert code == 0, (logs.stdout + logs.stderr)[-3000:]
     return summary
 
 
