@@ -40,8 +40,8 @@ from engine import (
     build_wheels,
     clean_env,
     compose_cli,
-    host_venv,
     container_ids,
+    host_venv,
     merged_config,
     run,
     wait_for_exit,
@@ -208,9 +208,10 @@ class Run:
         self.project = f"trtest-{uuid.uuid4().hex[:8]}"
         assert_loopback_only(merged_config(engine, FILES, env, self.project, *profiles))
 
-    def compose(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    def compose(self, *args: str, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess[str]:
         profile_args = [a for p in self.profiles for a in ("--profile", p)]
-        return self.engine.compose(FILES, self.env, *profile_args, *args, project=self.project, timeout=timeout)
+        return self.engine.compose(FILES, self.env, *profile_args, *args, project=self.project, timeout=timeout,
+                                   check=check)
 
     def ids(self, service: str) -> list[str]:
         return container_ids(self.engine, FILES, self.env, self.project, service)
@@ -365,3 +366,19 @@ def test_recorder_service_writes_session_files_the_host_user_owns(engine: Engine
     for f in files:
         st = f.stat()
         assert (st.st_uid, st.st_mode & 0o777) == (HOST_UID, 0o600), (f, st.st_uid, oct(st.st_mode))
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_up_exit_code_from_master_fails_a_run_with_failures(engine: Engine, image: str, work: Path) -> None:
+    """``docker compose up --exit-code-from master`` gates CI: here the demo password is withheld."""
+    env = _compose_env(image, REPLAY_WORKERS=2, REPLAY_USERS=4, REPLAY_SPAWN_RATE=4, REPLAY_RUN_TIME="5s",
+                       REPLAY_SPEED=0, REPLAY_SECRETS_FILE=work / "no-such-secrets.env")
+    run_ = Run(engine, env)
+    try:
+        proc = run_.compose("up", "--no-build", "--pull", "never", "--exit-code-from", "master", timeout=180,
+                            check=False)
+        assert proc.returncode == 1, proc.stdout[-5000:] + proc.stderr[-3000:]
+        assert "REPLAY_SECRET_ECB9840E" in proc.stdout, proc.stdout[-5000:]  # the failure names the variable
+    finally:
+        run_.down()
