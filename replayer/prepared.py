@@ -10,17 +10,30 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 from itertools import accumulate
-from urllib.parse import quote, quote_plus, unquote_plus
+from urllib.parse import unquote_plus
 
 import orjson
 
-from traffic_replay.correlation import Correlation, Encoding, Source, Use, detect, find_token, request_texts, uses_in
-from traffic_replay.extraction import Extractor, compile_extractor
+from traffic_replay.correlation import (
+    ENCODERS,
+    Correlation,
+    Encoding,
+    Extractor,
+    Rule,
+    Source,
+    Template,
+    Use,
+    apply_rules,
+    build_template,
+    compile_extractor,
+    detect,
+    request_texts,
+    uses_in,
+)
 from traffic_replay.format import Request, Response, Session
 from traffic_replay.hosts import HostMap, unreplayable
 from traffic_replay.naming import StatsNamer, endpoint_template
 from traffic_replay.redacted import PLACEHOLDER, secret_env_name, secret_from_env
-from traffic_replay.rules import Rule, apply_rules
 
 # Headers the client library or the user's own state must own, not the recording:
 # hop-by-hop ones, lengths that the body sets, and the Cookie header (each user has its jar).
@@ -28,45 +41,6 @@ _DROPPED_HEADERS = frozenset({
     "host", "content-length", "cookie", "connection", "keep-alive", "proxy-connection",
     "proxy-authorization", "transfer-encoding", "te", "upgrade",
 })
-_ENCODERS: dict[Encoding, Callable[[str], str]] = {
-    "raw": str, "quote_plus": quote_plus, "quote": lambda v: quote(v, safe=""),
-    "quote_lenient": lambda v: quote(v, safe=":/@"),
-}
-
-
-class Template:
-    """A text with holes: literal parts and (variable, encoder) pairs."""
-
-    __slots__ = ("parts",)
-
-    def __init__(self, parts: tuple[str | tuple[int, Callable[[str], str]], ...]) -> None:
-        self.parts = parts
-
-    def render(self, values: list[str]) -> str:
-        return "".join(p if isinstance(p, str) else p[1](values[p[0]]) for p in self.parts)
-
-
-def build_template(text: str, holes: list[tuple[int, Encoding, str]]) -> Template | None:
-    """``text`` with every whole-token occurrence of each needle made a hole, or None."""
-    spans: list[tuple[int, int, int, Encoding]] = []
-    for var, encoding, needle in holes:
-        start = 0
-        while (at := find_token(text, needle, start)) >= 0:
-            spans.append((at, at + len(needle), var, encoding))
-            start = at + len(needle)
-    if not spans:
-        return None
-    parts: list[str | tuple[int, Callable[[str], str]]] = []
-    cursor = 0
-    for begin, end, var, encoding in sorted(spans, key=lambda s: (s[0], -s[1])):
-        if begin < cursor:
-            continue  # overlaps a longer value already taken
-        parts += [text[cursor:begin], (var, _ENCODERS[encoding])]
-        cursor = end
-    parts.append(text[cursor:])
-    return Template(tuple(p for p in parts if p != ""))
-
-
 class Patch:
     """The places of one step that carry live values."""
 
@@ -169,7 +143,7 @@ def _expected(request: Request) -> Expected | None:
 
 def _patch(step: Step, request: Request, uses: list[tuple[int, Use, str]], base: str) -> Patch:
     def holes(place: str, name: str = "") -> list[tuple[int, Encoding, str]]:
-        return [(var, use.encoding, _ENCODERS[use.encoding](use.recorded or value))
+        return [(var, use.encoding, ENCODERS[use.encoding](use.recorded or value))
                 for var, use, value in uses if use.place == place and use.name.lower() == name.lower()]
     path = build_template(request.path, holes("path"))
     headers = tuple((name, t) for name, value in step.headers.items()

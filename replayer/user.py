@@ -26,7 +26,7 @@ from replayer.prepared import PreparedSession, Step
 from replayer.receiving import Receiving
 from replayer.report import SESSION
 from replayer.sending import Sender
-from traffic_replay.extraction import ResponseView
+from traffic_replay.correlation import ResponseView
 
 logger = logging.getLogger(__name__)
 

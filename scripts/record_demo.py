@@ -23,7 +23,7 @@ from pathlib import Path
 
 import httpx
 
-from traffic_replay.demo_target import DEMO_PASSWORD
+from traffic_replay.demo.target import DEMO_PASSWORD
 from traffic_replay.format import load_recordings, write_session
 from traffic_replay.redacted import DEMO_SECRETS, KEY_FILE, placeholder, secret_env_name
 
@@ -127,7 +127,7 @@ def _wait_for_line(proc: subprocess.Popen[str], needle: str, stream: str) -> str
 def main() -> None:
     out = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "recordings"
     work = Path(tempfile.mkdtemp(prefix="record-demo-"))
-    target = subprocess.Popen([sys.executable, "-m", "traffic_replay.demo_target", "--port", "0"],
+    target = subprocess.Popen([sys.executable, "-m", "traffic_replay.demo", "--port", "0"],
                               stdout=subprocess.PIPE, text=True)
     recorder = None
     try:

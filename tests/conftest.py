@@ -17,7 +17,7 @@ DEMO_READY = r"demo target listening on (http://\S+)"
 def demo_target_process() -> Iterator[tuple[subprocess.Popen[str], str]]:
     """The demo target in its own process, and its base URL; stopped after the test."""
     proc, match = start_process(
-        [sys.executable, "-m", "traffic_replay.demo_target", "--port", "0"],
+        [sys.executable, "-m", "traffic_replay.demo", "--port", "0"],
         DEMO_READY,
         timeout=10,
         cwd=REPO_ROOT,

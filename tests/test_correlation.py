@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from traffic_replay.correlation import Correlation, detect, find_token, looks_dynamic, unsourced_values
+from traffic_replay.correlation import Correlation, detect, find_token, unsourced_values
+from traffic_replay.correlation.detection import looks_dynamic
 from traffic_replay.format import Request
 
 from factories import answered, make_request, make_session

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
-from traffic_replay.demo_selling import FIRST_LISTING_ID, RECENT_TOKENS, SellingState
-from traffic_replay.demo_target import create_app
+from traffic_replay.demo.selling import FIRST_LISTING_ID, RECENT_TOKENS, SellingState
+from traffic_replay.demo.target import create_app
 
 from processes import target_log
 

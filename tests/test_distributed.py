@@ -155,7 +155,7 @@ from_path = "^/api/items"
 
 @contextmanager
 def _second_target() -> Iterator[str]:
-    proc, match = start_process([sys.executable, "-m", "traffic_replay.demo_target", "--port", "0"],
+    proc, match = start_process([sys.executable, "-m", "traffic_replay.demo", "--port", "0"],
                                 r"demo target listening on (http://\S+)", timeout=10)
     try:
         yield match.group(1)

@@ -42,7 +42,7 @@ def replay(*args: str, cwd: Path, timeout: float = 90) -> subprocess.CompletedPr
 @pytest.fixture
 def second_target() -> Iterator[str]:
     """Another demo target in a process of its own: the recording's second host."""
-    proc, match = start_process([sys.executable, "-m", "traffic_replay.demo_target", "--port", "0"], DEMO_READY,
+    proc, match = start_process([sys.executable, "-m", "traffic_replay.demo", "--port", "0"], DEMO_READY,
                                 timeout=10, cwd=REPO_ROOT)
     try:
         yield match.group(1)

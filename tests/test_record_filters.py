@@ -25,7 +25,7 @@ pytestmark = pytest.mark.timeout(90)
 
 
 def test_hosts_patterns_and_static_assets_are_filtered_and_counted(demo_target: str, tmp_path: Path) -> None:
-    other, match = start_process([sys.executable, "-m", "traffic_replay.demo_target", "--port", "0"],
+    other, match = start_process([sys.executable, "-m", "traffic_replay.demo", "--port", "0"],
                                  r"demo target listening on (http://\S+)")
     try:
         out = tmp_path / "rec"

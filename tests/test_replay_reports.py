@@ -16,7 +16,7 @@ from urllib.parse import parse_qsl, urlsplit
 import orjson
 import pytest
 
-from traffic_replay.demo_target import demo_items
+from traffic_replay.demo.target import demo_items
 from traffic_replay.format import Request, write_session
 
 from factories import answered, make_request, make_session

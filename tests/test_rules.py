@@ -7,9 +7,8 @@ from pathlib import Path
 import pytest
 
 from replayer.prepared import prepare_session
-from traffic_replay.correlation import detect
+from traffic_replay.correlation import apply_rules, detect, load_rules
 from traffic_replay.errors import ConfigError
-from traffic_replay.rules import apply_rules, load_rules
 
 from factories import answered, make_request, make_session
 

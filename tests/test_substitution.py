@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 
 from replayer.prepared import build_template, prepare_session
-from traffic_replay.correlation import Source
-from traffic_replay.extraction import ResponseView, compile_extractor
+from traffic_replay.correlation import ResponseView, Source, compile_extractor
 from traffic_replay.hosts import HostMap
 from traffic_replay.specs import parse_host_mapping
 

@@ -8,11 +8,10 @@ from pydantic import BaseModel, Field
 from rich.console import Console
 from rich.table import Table
 
-from traffic_replay.correlation import detect, unsourced_values
+from traffic_replay.correlation import Rule, apply_rules, detect, unsourced_values
 from traffic_replay.format import Session
 from traffic_replay.hosts import unreplayable
 from traffic_replay.naming import endpoint_template
-from traffic_replay.rules import Rule, apply_rules
 
 
 class SessionRow(BaseModel):

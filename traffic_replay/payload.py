@@ -22,9 +22,9 @@ from typing import Any
 import orjson
 from pydantic import TypeAdapter, ValidationError
 
+from traffic_replay.correlation import Rule, load_rules
 from traffic_replay.errors import ConfigError
 from traffic_replay.format import Session, load_recordings
-from traffic_replay.rules import Rule, load_rules
 from traffic_replay.settings import Settings
 from traffic_replay.userdata import load_rows
 

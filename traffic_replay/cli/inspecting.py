@@ -10,9 +10,9 @@ import orjson
 import typer
 
 from traffic_replay.cli.app import app, out
+from traffic_replay.correlation import load_rules
 from traffic_replay.format import load_recordings, session_schema
 from traffic_replay.inspection import inspect_sessions, render_inspection
-from traffic_replay.rules import load_rules
 
 
 @app.command()

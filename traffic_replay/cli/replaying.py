@@ -202,7 +202,7 @@ def demo(
     """Start the bundled demo target and replay the bundled recordings against it, headless."""
     # SIGTERM must not orphan the target and Locust: make it unwind through the `finally`s that stop them.
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
-    target = subprocess.Popen([sys.executable, "-m", "traffic_replay.demo_target", "--port", "0"],
+    target = subprocess.Popen([sys.executable, "-m", "traffic_replay.demo", "--port", "0"],
                               stdout=subprocess.PIPE, text=True)
     try:
         line = target.stdout.readline() if target.stdout else ""

@@ -11,7 +11,7 @@ Paths under ``/__`` are never logged, so watching the target does not disturb it
 
 Run it in its own process; the first line on stdout says where it listens::
 
-    python -m traffic_replay.demo_target --port 0
+    python -m traffic_replay.demo --port 0
     demo target listening on http://127.0.0.1:54321
 
 Importing this module neither imports nor patches gevent (``create_app()`` builds the
@@ -39,7 +39,7 @@ from jinja2 import DictLoader
 from werkzeug.exceptions import NotFound
 from werkzeug.wrappers import Response
 
-from traffic_replay.demo_selling import selling_blueprint
+from traffic_replay.demo.selling import selling_blueprint
 
 PAGE_SIZE = 10
 DEMO_PASSWORD = "demo"
@@ -333,7 +333,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             env["RAW_URI"] = self.path
             return env
 
-    parser = argparse.ArgumentParser(prog="python -m traffic_replay.demo_target", description="Serve the demo target.")
+    parser = argparse.ArgumentParser(prog="python -m traffic_replay.demo", description="Serve the demo target.")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
     parser.add_argument("--port", type=int, default=0, help="port to bind, 0 for a free one (default: %(default)s)")
     args = parser.parse_args(argv)

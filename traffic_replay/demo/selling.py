@@ -34,7 +34,7 @@ from werkzeug.wrappers import Response
 
 if TYPE_CHECKING:
     # Only for the annotations: demo_target imports this module, not the other way round.
-    from traffic_replay.demo_target import DemoState
+    from traffic_replay.demo.target import DemoState
 
 PRE_COOKIE = "pre"
 CSRF_FORM_FIELD = "csrf_token"

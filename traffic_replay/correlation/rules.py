@@ -23,9 +23,10 @@ from urllib.parse import parse_qsl, urlsplit
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from traffic_replay.correlation import Correlation, ExtractKind, Source, Use, json_leaves, uses_in
+from traffic_replay.correlation.detection import json_leaves, uses_in
+from traffic_replay.correlation.extraction import compile_extractor, recorded_view
+from traffic_replay.correlation.model import Correlation, ExtractKind, Source, Use
 from traffic_replay.errors import ConfigError
-from traffic_replay.extraction import compile_extractor, recorded_view
 from traffic_replay.format import Request, Session
 
 _KINDS: tuple[ExtractKind, ...] = ("json", "header", "cookie", "html_input", "html_meta", "regex")

@@ -15,18 +15,17 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 from html.parser import HTMLParser
 from typing import Literal
-from urllib.parse import quote, quote_plus, unquote_plus
+from urllib.parse import unquote_plus
 
 import orjson
 
+from traffic_replay.correlation.model import ENCODERS, Correlation, Encoding, ExtractKind, Source, Use
+from traffic_replay.correlation.template import find_token
 from traffic_replay.format import Request, Session
-
-ExtractKind = Literal["json", "header", "html_input", "html_meta", "cookie", "regex"]
-Encoding = Literal["raw", "quote", "quote_plus", "quote_lenient"]
 
 # Headers whose values are about the transport or the client, never a value to carry over.
 _IGNORED_RESPONSE_HEADERS = frozenset({
@@ -52,42 +51,6 @@ def looks_dynamic(value: str) -> bool:
     if len(value) >= LONG:
         return True
     return len(value) >= 2 and any(c.isdigit() for c in value) and (len(value) >= MIN_LENGTH or value.isdigit())
-
-
-@dataclass(frozen=True, slots=True)
-class Source:
-    """Where a value can be read from the response of request ``step`` (0-based)."""
-
-    step: int
-    kind: ExtractKind
-    key: str  # JSON path ("auth.access_token", "items.3.id"), header/cookie/input/meta name, or regex
-    prefix: str = ""  # header values: text around the value, so that "/listings/1001" yields "1001"
-    suffix: str = ""
-
-    def describe(self) -> str:
-        label = {"json": "JSON", "html_input": "input", "html_meta": "meta"}.get(self.kind, self.kind)
-        return f"{label} {self.key}"
-
-
-@dataclass(frozen=True, slots=True)
-class Use:
-    """Where request ``step`` sends the value: its path, a header, or its body."""
-
-    step: int
-    place: Literal["path", "header", "body"]
-    name: str = ""  # header name
-    encoding: Encoding = "raw"
-    recorded: str | None = None  # the text replaced there, when not the correlation's value (rules' inject)
-
-
-@dataclass(slots=True)
-class Correlation:
-    """One recorded value, its sources and its uses."""
-
-    value: str
-    sources: list[Source] = field(default_factory=list)
-    uses: list[Use] = field(default_factory=list)
-    rule: str | None = None  # name of the rules-file rule that declared it
 
 
 def json_leaves(node: object, path: str = "") -> Iterator[tuple[str, str]]:
@@ -167,22 +130,11 @@ def request_texts(request: Request) -> Iterator[tuple[Literal["path", "header", 
 def _encodings(value: str) -> tuple[tuple[Encoding, str], ...]:
     forms: list[tuple[Encoding, str]] = [("raw", value)]
     # Clients differ in what they leave unescaped; ':' and '/' are legal in queries and forms.
-    for encoding, encoded in (("quote_plus", quote_plus(value)), ("quote", quote(value, safe="")),
-                              ("quote_lenient", quote(value, safe=":/@"))):
+    for encoding in ("quote_plus", "quote", "quote_lenient"):
+        encoded = ENCODERS[encoding](value)
         if all(encoded != seen for _, seen in forms):
-            forms.append((encoding, encoded))  # type: ignore[arg-type]
+            forms.append((encoding, encoded))
     return tuple(forms)
-
-
-def find_token(text: str, value: str, start: int = 0) -> int:
-    """Index of ``value`` in ``text`` as a whole token (not inside a longer id), or -1."""
-    while (at := text.find(value, start)) >= 0:
-        before = text[at - 1] if at > 0 else ""
-        after = text[at + len(value)] if at + len(value) < len(text) else ""
-        if not (before and _TOKEN_CHARS.match(before)) and not (after and _TOKEN_CHARS.match(after)):
-            return at
-        start = at + 1
-    return -1
 
 
 def uses_in(request: Request, step: int, value: str) -> list[Use]:

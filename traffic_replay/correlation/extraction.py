@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import orjson
 
-from traffic_replay.correlation import Source
+from traffic_replay.correlation.model import Source
 from traffic_replay.format import Request
 
 _MISSING = object()
