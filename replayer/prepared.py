@@ -17,7 +17,6 @@ import orjson
 from traffic_replay.correlation import (
     ENCODERS,
     Correlation,
-    Encoding,
     Extractor,
     Rule,
     Source,
@@ -30,6 +29,7 @@ from traffic_replay.correlation import (
     request_texts,
     uses_in,
 )
+from traffic_replay.correlation.template import Leaf, Needle, Span, json_template
 from traffic_replay.format import Request, Response, Session
 from traffic_replay.hosts import HostMap, unreplayable
 from traffic_replay.naming import StatsNamer, endpoint_template
@@ -142,15 +142,30 @@ def _expected(request: Request) -> Expected | None:
 
 
 def _patch(step: Step, request: Request, uses: list[tuple[int, Use, str]], base: str) -> Patch:
-    def holes(place: str, name: str = "") -> list[tuple[int, Encoding, str]]:
-        return [(var, use.encoding, ENCODERS[use.encoding](use.recorded or value))
-                for var, use, value in uses if use.place == place and use.name.lower() == name.lower()]
-    path = build_template(request.path, holes("path"))
+    def holes(place: str, name: str = "") -> tuple[list[Needle], list[Span], list[Leaf]]:
+        needles: list[Needle] = []
+        spans: list[Span] = []
+        leaves: list[Leaf] = []
+        for var, use, value in uses:
+            if use.place != place or use.name.lower() != name.lower():
+                continue
+            # Headers are merged (repeated names joined), so a recorded span would not hold there.
+            if use.json_path is not None and place == "body":
+                leaves.append((var, use.json_path, use.span))
+            elif use.span is not None and use.recorded is None and place != "header":
+                spans.append((*use.span, var, ENCODERS[use.encoding]))
+            else:
+                needles.append((var, use.encoding, ENCODERS[use.encoding](use.recorded or value)))
+        return needles, spans, leaves
+    needles, spans, _ = holes("path")
+    path = build_template(request.path, needles, spans)
     headers = tuple((name, t) for name, value in step.headers.items()
-                    if (t := build_template(value, holes("header", name))) is not None)
+                    if (t := build_template(value, holes("header", name)[0])) is not None)
     body = None
     if request.body is not None and request.body.encoding == "text":
-        body = build_template(request.body.data, holes("body"))
+        needles, spans, leaves = holes("body")
+        body = (json_template(request.body.data, leaves, needles) if leaves
+                else build_template(request.body.data, needles, spans))
     return Patch(base, path, headers, body, tuple(sorted({var for var, _, _ in uses})))
 
 

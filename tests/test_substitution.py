@@ -100,3 +100,33 @@ def test_a_data_column_replaces_a_recorded_value() -> None:
     values = ["ada"]
     assert prepared.steps[0].patch.body.render(values) == "username=ada&password=x"  # type: ignore[union-attr]
     assert prepared.steps[1].patch.path.render(values) == "/users/ada"  # type: ignore[union-attr]
+
+
+def test_live_names_go_into_paths_and_json_leaves_the_client_composed_around_them() -> None:
+    session = make_session([
+        answered(make_request("/api/contents", "POST", 201), '{"name": "Untitled Folder", "type": "directory"}',
+                 status=201),
+        make_request("/api/contents/Untitled%20Folder", "PATCH", body=b'{"path": "done/Untitled Folder", "n": 1}',
+                     content_type="application/json"),
+        make_request("/api/contents/done/Untitled%20Folder?recursive=1", "DELETE", 204),
+    ])
+    prepared = prepare_session(session, speed=1.0)
+    move, delete = prepared.steps[1].patch, prepared.steps[2].patch
+    assert move is not None and move.path is not None and move.body is not None
+    assert delete is not None and delete.path is not None
+    assert move.path.render(['Untitled Folder 2"']) == "/api/contents/Untitled%20Folder%202%22"
+    assert move.body.render(['Untitled Folder 2"']) == '{"path":"done/Untitled Folder 2\\"","n":1}'
+    assert delete.path.render(["Untitled Folder 2"]) == "/api/contents/done/Untitled%20Folder%202?recursive=1"
+
+
+def test_only_the_json_leaf_that_holds_the_id_is_replaced() -> None:
+    session = make_session([
+        answered(make_request("/api/cart", "POST", 201, body=b'{"quantity": 1}', content_type="application/json"),
+                 '{"id": 1, "quantity": 1}', status=201),
+        make_request("/api/orders", "POST", body=b'{"quantity": 1, "cart_id": 1, "note": "1"}',
+                     content_type="application/json"),
+    ])
+    patch = prepare_session(session, speed=1.0).steps[1].patch
+    assert patch is not None and patch.body is not None
+    assert patch.body.render(["12"]) == '{"quantity":1,"cart_id":12,"note":"1"}'
+    assert patch.body.render(["a-7"]) == '{"quantity":1,"cart_id":"a-7","note":"1"}'

@@ -8,7 +8,7 @@ from pydantic import BaseModel, Field
 from rich.console import Console
 from rich.table import Table
 
-from traffic_replay.correlation import Rule, apply_rules, detect, unsourced_values
+from traffic_replay.correlation import Rule, analyse, apply_rules, unsourced_values
 from traffic_replay.format import Session
 from traffic_replay.hosts import unreplayable
 from traffic_replay.naming import endpoint_template
@@ -53,16 +53,21 @@ def _short(value: str) -> str:
 
 
 def _correlations(session: Session, rules: list[Rule]) -> tuple[list[CorrelationRow], list[str]]:
-    found = detect(session)
+    analysis = analyse(session)
+    found = analysis.correlations
     if rules:
         found = apply_rules(session, rules, found)
     rows = [CorrelationRow(session=session.name, value=_short(c.value), rule=c.rule,
                            sources=[f"step {s.step + 1} {s.describe()}" for s in c.sources],
-                           uses=[f"step {u.step + 1} {u.place}{' ' + u.name if u.name else ''}" for u in c.uses])
+                           uses=[f"step {u.step + 1} {u.describe()}" for u in c.uses])
             for c in found]
     warnings = [f"session {session.name!r} step {u.step + 1}: {_short(u.value)} in the {u.place} looks issued by the"
                 f" server but no earlier response has it: it will be sent as recorded (add a rule?)"
                 for u in unsourced_values(session, found)]
+    carried = {c.value for c in found}
+    warnings += [f"session {session.name!r} step {r.step + 1}: {_short(r.value)} in the {r.place} matches step"
+                 f" {r.source.step + 1} {r.source.describe()} but is sent as recorded: {r.reason} (add a rule?)"
+                 for r in analysis.rejected if r.value not in carried]
     for step, request in enumerate(session.requests, start=1):
         if reason := unreplayable(request):
             warnings.append(f"session {session.name!r} step {step}: {request.method} {request.path} is {reason}:"

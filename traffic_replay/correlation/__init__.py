@@ -1,17 +1,19 @@
 """Correlation: values a server handed out that later requests sent back, carried over live.
 
-One concept in a few modules: ``model`` (what a correlation is), ``detection`` (finding
-them in a recording), ``rules`` (declaring them by hand), ``extraction`` (reading a value
-out of a response), ``template`` (putting live values into a request). Pure Python: no
-mitmproxy, no locust.
+One concept in a few modules: ``model`` (what a correlation is), ``places`` (where values
+stand in requests and responses), ``detection`` (finding them in a recording), ``rules``
+(declaring them by hand), ``extraction`` (reading a value out of a response), ``template``
+(putting live values into a request). Pure Python: no mitmproxy, no locust.
 """
 
 from traffic_replay.correlation.detection import (
+    Analysis,
+    Rejected,
     Unsourced,
+    analyse,
     detect,
     json_leaves,
     request_texts,
-    response_values,
     unsourced_values,
     uses_in,
 )
@@ -21,7 +23,8 @@ from traffic_replay.correlation.rules import Rule, apply_rules, load_rules
 from traffic_replay.correlation.template import Template, build_template, find_token
 
 __all__ = [
-    "ENCODERS", "Correlation", "Encoding", "ExtractKind", "Extractor", "ResponseView", "Rule", "Source", "Template",
-    "Unsourced", "Use", "apply_rules", "build_template", "compile_extractor", "detect", "find_token", "json_leaves",
-    "load_rules", "recorded_view", "request_texts", "response_values", "unsourced_values", "uses_in",
+    "ENCODERS", "Analysis", "Correlation", "Encoding", "ExtractKind", "Extractor", "Rejected", "ResponseView",
+    "Rule", "Source", "Template", "Unsourced", "Use", "analyse", "apply_rules", "build_template",
+    "compile_extractor", "detect", "find_token", "json_leaves", "load_rules", "recorded_view", "request_texts",
+    "unsourced_values", "uses_in",
 ]

@@ -2,125 +2,76 @@
 
 A CSRF token in a hidden input, an id in a JSON answer or a ``Location`` header, a bearer
 token: replayed verbatim they make a session fail (403, 404, 401). For each such value the
-detector names its *sources* (responses it can be extracted from, and how) and its *uses*
+detector names its *source* (the response it is read from live, and how) and its *uses*
 (where later requests carry it). The replayer compiles both once per session file; each
 virtual user then extracts live values from its own responses and substitutes them.
 
-A value is correlated when it appears in a response before any request sent it (a value
-the client sent first, such as a typed username, is the client's own) and it looks
-dynamic: it contains a digit, or it is long. Pure Python: no mitmproxy, no locust.
+Detection is by evidence, not by the look of a value (a fresh database's first id is
+``1``; a notebook server names a new file ``untitled.txt``):
+
+- both ends are structural places (``places``): a response hands the value out as a whole
+  JSON value, Location segment, header, hidden input, meta tag or cookie; a later request
+  sends it as a whole path segment, query, form or JSON value or header value, or, for 4+
+  characters, as a delimited part of one (``done/untitled.txt``), never inside a word;
+- a value the client sent before any response had it is the client's (a typed username);
+  a short one (1-3 characters) only under the same name (a page number echoed back);
+- short values, and values without a digit shorter than a token, need a name that holds
+  ids or names at one end (``id``, ``*_id``, ``name``, ``path``, ``code``, ``token``...)
+  or a place in a ``Location``;
+- each use takes the most recent response before it that offers the value, preferring one
+  about the same thing (``/items/1`` and the answer to ``POST /items``), then the answer
+  of a request that created something, then one that does not merely echo what its own
+  request sent.
+
+Pure Python: no mitmproxy, no locust.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
-from html.parser import HTMLParser
 from typing import Literal
 from urllib.parse import unquote_plus
 
-import orjson
-
-from traffic_replay.correlation.model import ENCODERS, Correlation, Encoding, ExtractKind, Source, Use
+from traffic_replay.correlation.model import ENCODERS, Correlation, Encoding, Source, Use
+from traffic_replay.correlation.places import (
+    MIN_PART,
+    SCHEMED,
+    SKIPPED_REQUEST_HEADERS,
+    Field,
+    Offer,
+    fields,
+    json_leaves,
+    offers,
+    parts,
+    singular,
+    stem,
+)
 from traffic_replay.correlation.template import find_token
 from traffic_replay.format import Request, Session
 
-# Headers whose values are about the transport or the client, never a value to carry over.
-_IGNORED_RESPONSE_HEADERS = frozenset({
-    "date", "content-length", "content-type", "server", "connection", "keep-alive", "transfer-encoding", "vary",
-    "cache-control", "expires", "last-modified", "content-encoding", "accept-ranges", "age", "pragma", "via",
-    "x-powered-by", "strict-transport-security", "content-security-policy", "x-content-type-options",
-    "x-frame-options", "referrer-policy", "set-cookie", "alt-svc", "content-language", "access-control-allow-origin",
-    "access-control-allow-headers", "access-control-allow-methods", "access-control-allow-credentials",
-})
-_SKIPPED_REQUEST_HEADERS = frozenset({
-    "host", "content-length", "cookie", "connection", "keep-alive", "proxy-connection", "transfer-encoding", "te",
-    "upgrade", "user-agent", "accept", "accept-encoding", "accept-language",
-})
-_TOKEN_CHARS = re.compile(r"[A-Za-z0-9_\-]")
-_TOKEN_RUN = re.compile(r"[A-Za-z0-9_\-]+")
-_LOCATION_PARTS = re.compile(r"[^/?&=#;]+")
-MIN_LENGTH = 4
-LONG = 16
+__all__ = ["Analysis", "Rejected", "Unsourced", "analyse", "detect", "json_leaves", "request_texts",
+           "unsourced_values", "uses_in"]
+
+LONG = 16  # a value this long is a token whatever its letters
+# Names under which a server hands out what it chose: ids, names, paths, codes, tokens.
+_ID_NAMES = ("id", "pk", "uuid", "guid", "ulid", "oid", "name", "filename", "path", "slug", "code", "state",
+             "nonce", "token", "key", "ref", "handle", "sid")
+_HOLDS_IDS = re.compile(r"^(?:" + "|".join(_ID_NAMES) + r")$|[_\-.](?:" + "|".join(_ID_NAMES) + r")$|csrf|xsrf",
+                        re.IGNORECASE)
+_CAMEL_ID = re.compile(r"[a-z](?:Id|ID|Uuid|Name|Path|Slug|Code|Token|Key|Nonce)$")
 
 
-def looks_dynamic(value: str) -> bool:
-    """Ids and tokens carry a digit or are long; short words ("books", "admin") are data."""
-    if len(value) >= LONG:
-        return True
-    return len(value) >= 2 and any(c.isdigit() for c in value) and (len(value) >= MIN_LENGTH or value.isdigit())
-
-
-def json_leaves(node: object, path: str = "") -> Iterator[tuple[str, str]]:
-    if isinstance(node, dict):
-        for key, child in node.items():
-            yield from json_leaves(child, f"{path}.{key}" if path else str(key))
-    elif isinstance(node, list):
-        for index, child in enumerate(node):
-            yield from json_leaves(child, f"{path}.{index}" if path else str(index))
-    elif isinstance(node, str) or (isinstance(node, int) and not isinstance(node, bool)):
-        yield path, str(node)
-
-
-class _FormValues(HTMLParser):
-    """Hidden inputs and meta tags of an HTML page: where CSRF tokens live."""
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.found: list[tuple[ExtractKind, str, str]] = []
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        a = {k: v or "" for k, v in attrs}
-        if tag == "input" and a.get("type", "").lower() == "hidden" and a.get("name") and "value" in a:
-            self.found.append(("html_input", a["name"], a["value"]))
-        elif tag == "meta" and a.get("name") and a.get("content"):
-            self.found.append(("html_meta", a["name"], a["content"]))
-
-
-def response_values(request: Request, step: int) -> Iterator[tuple[str, Source]]:
-    """Every (value, source) a response offers, best extractor first for each value."""
-    response = request.response
-    if response is None:
-        return
-    # Body values first: a JSON path outlives the wording of a header.
-    body = response.body
-    if body is not None and body.encoding == "text" and not body.truncated:
-        yield from _body_values(body.content_type, body.data, step)
-    for name, value in response.headers:
-        lower = name.lower()
-        if lower == "set-cookie":
-            cookie_name, _, rest = value.partition("=")
-            yield rest.split(";", 1)[0].strip(), Source(step, "cookie", cookie_name.strip())
-        elif lower == "location":
-            # Ids hide in the path and query of a redirect target: each part is a value.
-            for m in _LOCATION_PARTS.finditer(value):
-                yield m.group(), Source(step, "header", name, value[:m.start()], value[m.end():])
-        elif lower not in _IGNORED_RESPONSE_HEADERS:
-            yield value.strip(), Source(step, "header", name)
-
-
-def _body_values(content_type: str | None, data: str, step: int) -> Iterator[tuple[str, Source]]:
-    ctype = (content_type or "").lower()
-    if "json" in ctype:
-        try:
-            document = orjson.loads(data)
-        except orjson.JSONDecodeError:
-            return
-        for path, value in json_leaves(document):
-            yield value, Source(step, "json", path)
-    elif "html" in ctype:
-        parser = _FormValues()
-        parser.feed(data)
-        for kind, name, value in parser.found:
-            yield value, Source(step, kind, name)
+def holds_ids(key: str) -> bool:
+    return bool(_HOLDS_IDS.search(key) or _CAMEL_ID.search(key))
 
 
 def request_texts(request: Request) -> Iterator[tuple[Literal["path", "header", "body"], str, str]]:
     yield "path", "", request.path
     for name, value in request.headers:
-        if name.lower() not in _SKIPPED_REQUEST_HEADERS:
+        if name.lower() not in SKIPPED_REQUEST_HEADERS:
             yield "header", name, value
     if request.body is not None and request.body.encoding == "text":
         yield "body", "", request.body.data
@@ -147,60 +98,167 @@ def uses_in(request: Request, step: int, value: str) -> list[Use]:
     return uses
 
 
-class _Sent:
-    """What one request sent, indexed once: its tokens, and all its texts in one string."""
-
-    __slots__ = ("request", "tokens", "haystack")
-
-    def __init__(self, request: Request) -> None:
-        texts = [text for _, _, text in request_texts(request)]
-        self.request = request
-        self.tokens = {t for text in texts for t in _TOKEN_RUN.findall(text)}
-        self.haystack = "\x00".join(texts)
-
-    def sends(self, value: str) -> bool:
-        if _TOKEN_RUN.fullmatch(value):
-            return value in self.tokens  # the common case: one set lookup, no scan
-        # Encoding leaves a value's leading run of token characters as it is: if the request
-        # has no such token, no form of the value is in it.
-        first = _TOKEN_RUN.match(value)
-        if first is not None and first.group() not in self.tokens:
-            return False
-        # Then a plain substring test: the exact, token-bounded search only where it can succeed.
-        return any(form in self.haystack and find_token(self.haystack, form) >= 0 for _, form in _encodings(value))
 
 
-def _sent_before(value: str, tokens: set[str], texts: list[str]) -> bool:
-    if _TOKEN_RUN.fullmatch(value):
-        return value in tokens
-    return any(form in text and find_token(text, form) >= 0 for text in texts for _, form in _encodings(value))
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """A value seen at a structural place on both ends that the detector did not carry over, and why."""
+
+    value: str
+    source: Source
+    step: int  # of the use
+    place: str
+    reason: str
+
+
+@dataclass(slots=True)
+class Analysis:
+    correlations: list[Correlation] = field(default_factory=list)
+    rejected: list[Rejected] = field(default_factory=list)
+
+
+class _Candidate:
+    __slots__ = ("offer", "creation", "echo")
+
+    def __init__(self, offer: Offer, creation: bool, echo: bool) -> None:
+        self.offer = offer
+        self.creation = creation  # answered a request that made something: POST, PUT, 201, a Location
+        self.echo = echo  # its own request sent the value: the answer repeats it
+
+    @property
+    def telling(self) -> bool:
+        """Does it look like the server chose the value? Only then is a rejection worth a warning."""
+        return _placed(self.offer) or holds_ids(self.offer.key) or (self.creation and not self.echo)
+
+
+def _placed(offer: Offer) -> bool:
+    """A Location part that is an id: ``/items/1`` is where the server put something, ``/account`` a page."""
+    return offer.located and (len(offer.value) >= LONG or any(ch.isdigit() for ch in offer.value))
+
+
+def _sends(request: Request) -> Iterator[tuple[str, Field, tuple[int, int] | None]]:
+    """Every value ``request`` sends at a structural place: whole, or a delimited part (its span)."""
+    for f in fields(request):
+        if f.value:
+            yield f.value, f, None
+        if f.place == "header" and SCHEMED.match(f.value):
+            continue  # "Bearer xyz": the scheme is no value, and the credential is a field of its own
+        for start, end in parts(f.value):
+            yield f.value[start:end], f, (start, end)
+
+
+def _context(f: Field) -> frozenset[str]:
+    """What a use is about: the segment before it (``/items/1`` → item) or its key (``item_id`` → item)."""
+    word = stem(f.key) if f.keyed else singular(f.key) if f.key and not any(c.isdigit() for c in f.key) else ""
+    return frozenset({word}) if word else frozenset()
+
+
+def _unconvincing(value: str, c: _Candidate, f: Field, whole: bool, sent: dict[str, int]) -> str | None:
+    """Why this offer and this use are not evidence enough that the value is the server's, or None."""
+    offer = c.offer
+    named = _placed(offer) or holds_ids(offer.key) or holds_ids(f.key)
+    if len(value) < MIN_PART:
+        if not whole:
+            return "a short value inside a longer one"
+        if sent.get(offer.key, offer.source.step + 1) <= offer.source.step:
+            return f"the client sent it as {offer.key!r} (step {sent[offer.key] + 1}) before the server did"
+        if not named:
+            return f"a short value under {offer.key!r}, not a name that holds ids"
+        if f.keyed and not holds_ids(f.key) and not (_context(f) & offer.context):
+            return f"a short value sent as {f.key!r}, not a name that holds ids"
+    elif len(value) < LONG and not any(ch.isdigit() for ch in value) and not named:
+        return f"no digit, and {offer.key!r} is not a name that holds ids or names"
+    return None
+
+
+def _choose(value: str, f: Field, whole: bool, candidates: list[_Candidate], sent: dict[str, int],
+            ) -> tuple[_Candidate | None, str | None]:
+    first = candidates[0].offer.source.step
+    if sent.get(f.key, first + 1) <= first:
+        return None, f"the client sent it as {f.key!r} (step {sent[f.key] + 1}) before any response had it"
+    about = _context(f)
+    best: _Candidate | None = None
+    best_score: tuple[bool, bool, bool, int] | None = None
+    reason: str | None = None
+    for c in candidates:
+        why = _unconvincing(value, c, f, whole, sent)
+        if why is not None:
+            reason = reason or why
+            continue
+        score = (bool(about & c.offer.context), c.creation and not c.echo, not c.echo, c.offer.source.step)
+        if best_score is None or score > best_score:
+            best, best_score = c, score
+    return best, reason
+
+
+def _use(step: int, request: Request, f: Field, value: str, inner: tuple[int, int] | None) -> Use:
+    if f.place == "header":
+        return Use(step, "header", f.name)
+    if f.json_path is not None:
+        return Use(step, "body", json_path=f.json_path, span=inner)
+    start, end = inner or (0, len(f.value))
+    if f.encoding is not None:
+        encode = ENCODERS[f.encoding]
+        at = f.start + len(encode(f.value[:start]))
+        return Use(step, f.place, encoding=f.encoding, span=(at, at + len(encode(f.value[start:end]))))
+    # Written in a way no encoder reproduces: find the value's own form inside the field.
+    text = request.path if f.place == "path" else request.body.data if request.body is not None else ""
+    raw = text[f.start:f.end]
+    for encoding, form in _encodings(value):
+        if (at := find_token(raw, form)) >= 0:
+            return Use(step, f.place, encoding=encoding, span=(f.start + at, f.start + at + len(form)))
+    return Use(step, f.place)
+
+
+def analyse(session: Session) -> Analysis:
+    """The correlations of one session, in the order their first use appears, and what was rejected."""
+    offered: dict[str, list[_Candidate]] = {}
+    sent: dict[str, dict[str, int]] = {}  # value -> the names the client sent it under -> first step
+    owned: set[str] = set()  # values the client sent before any response had them
+    found: dict[tuple[str, Source], Correlation] = {}
+    rejected: dict[str, Rejected] = {}
+    for step, request in enumerate(session.requests):
+        sends = list(_sends(request))
+        placed: set[tuple[str, str, str, tuple[int, int] | None, str | None]] = set()
+        for value, f, inner in sends:
+            candidates = offered.get(value)
+            if not candidates:
+                continue
+            best, reason = _choose(value, f, inner is None, candidates, sent.get(value, {}))
+            if best is None:
+                if reason and value not in rejected and any(c.telling for c in candidates):
+                    rejected[value] = Rejected(value, candidates[-1].offer.source, step,
+                                               f"{f.place} {f.name}".strip(), reason)
+                continue
+            use = _use(step, request, f, value, inner)
+            where = (value, use.place, use.name, use.span, use.json_path)
+            if where not in placed:
+                placed.add(where)
+                found.setdefault((value, best.offer.source), Correlation(value, [best.offer.source])).uses.append(use)
+        here = set()
+        for value, f, _ in sends:
+            sent.setdefault(value, {}).setdefault(f.key, step)
+            here.add(value)
+        response = request.response
+        creation = request.method in ("POST", "PUT") or (response is not None and response.status == 201)
+        seen: set[tuple[str, Source]] = set()
+        for offer in offers(request, step):
+            value = offer.value
+            if not value or (value, offer.source) in seen or value in owned:
+                continue
+            seen.add((value, offer.source))
+            if len(value) >= MIN_PART and value in sent and value not in offered:
+                owned.add(value)  # the client's own: a typed name, a search term
+                continue
+            offered.setdefault(value, []).append(_Candidate(offer, creation or offer.located, value in here))
+    for value in {c.value for c in found.values()}:
+        rejected.pop(value, None)
+    return Analysis(list(found.values()), list(rejected.values()))
 
 
 def detect(session: Session) -> list[Correlation]:
-    """The correlations of one session, in the order their values first appear."""
-    candidates: dict[str, Correlation] = {}
-    client_values: set[str] = set()  # sent by the client before any response offered them
-    sent_tokens: set[str] = set()  # everything sent so far, for "did the client send it first?"
-    sent_texts: list[str] = []
-    for step, request in enumerate(session.requests):
-        current = _Sent(request)
-        sent_tokens |= current.tokens
-        sent_texts.append(current.haystack)
-        for correlation in candidates.values():
-            if current.sends(correlation.value):
-                correlation.uses.extend(uses_in(request, step, correlation.value))
-        offered: dict[str, Source] = {}
-        for value, source in response_values(request, step):
-            if value and value not in offered and looks_dynamic(value):
-                offered[value] = source
-        for value, source in offered.items():
-            if value in client_values:
-                continue
-            if value not in candidates and _sent_before(value, sent_tokens, sent_texts):
-                client_values.add(value)
-                continue
-            candidates.setdefault(value, Correlation(value)).sources.append(source)
-    return [c for c in candidates.values() if c.uses]
+    """The correlations of one session, in the order their first use appears."""
+    return analyse(session).correlations
 
 
 _PLACEHOLDER_LIKE = re.compile(

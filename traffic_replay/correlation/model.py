@@ -41,6 +41,15 @@ class Use:
     name: str = ""  # header name
     encoding: Encoding = "raw"
     recorded: str | None = None  # the text replaced there, when not the correlation's value (rules' inject)
+    # Exactly where, when the detector knows: the characters of the value in the recorded path or
+    # body (for a JSON body, within the string at ``json_path``; None there is the whole leaf).
+    # Without it, every whole-token occurrence of the value in the place is replaced.
+    span: tuple[int, int] | None = None
+    json_path: str | None = None
+
+    def describe(self) -> str:
+        where = f"{self.place} {self.name}" if self.name else self.place
+        return f"{where} JSON {self.json_path}" if self.json_path is not None else where
 
 
 @dataclass(slots=True)
