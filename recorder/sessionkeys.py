@@ -19,6 +19,7 @@ import re
 from collections.abc import Sequence
 from typing import NamedTuple
 
+from traffic_replay.correlation.places import set_cookie_pair
 from traffic_replay.specs import KeyKind, KeySpec, parse_session_key
 
 __all__ = ["ClientKey", "KeyKind", "KeySpec", "Keyed", "SessionKey", "key_for", "parse_session_key",
@@ -52,11 +53,11 @@ def response_cookie(name: str, set_cookie_headers: Sequence[str]) -> str | None:
     """The value a response's ``Set-Cookie`` headers give cookie ``name``; ``None`` if not set or deleted."""
     found = None
     for header in set_cookie_headers:
-        first, _, attributes = header.partition(";")
-        key, sep, value = first.partition("=")
-        if not sep or key.strip() != name:
+        key, value = set_cookie_pair(header)
+        if key != name or "=" not in header.partition(";")[0]:
             continue
-        value = value.strip().strip('"')
+        attributes = header.partition(";")[2]
+        value = value.strip('"')
         deleted = not value or re.search(r"(?i)(^|;)\s*max-age\s*=\s*0*(;|$)", attributes) is not None
         found = None if deleted else value
     return found

@@ -14,6 +14,7 @@ from collections.abc import Callable
 import orjson
 
 from traffic_replay.correlation.model import Source
+from traffic_replay.correlation.places import set_cookie_pair
 from traffic_replay.format import Request
 
 _MISSING = object()
@@ -134,10 +135,6 @@ def recorded_view(request: Request) -> ResponseView | None:
     if response is None:
         return None
     headers = {name.lower(): value for name, value in response.headers}
-    cookies: dict[str, str] = {}
-    for name, value in response.headers:
-        if name.lower() == "set-cookie":
-            cookie, _, rest = value.partition("=")
-            cookies[cookie.strip()] = rest.split(";", 1)[0].strip()
+    cookies = dict(set_cookie_pair(value) for name, value in response.headers if name.lower() == "set-cookie")
     content = response.body.to_bytes() if response.body is not None else b""
     return ResponseView(lambda n: headers.get(n.lower()), content, cookies.get)
