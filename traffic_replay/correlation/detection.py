@@ -56,6 +56,7 @@ __all__ = ["Analysis", "Rejected", "Unsourced", "analyse", "detect", "json_leave
            "unsourced_values", "uses_in"]
 
 LONG = 16  # a value this long is a token whatever its letters
+MAX_CANDIDATES = 64
 # Names under which a server hands out what it chose: ids, names, paths, codes, tokens.
 _ID_NAMES = ("id", "pk", "uuid", "guid", "ulid", "oid", "name", "filename", "path", "slug", "code", "state",
              "nonce", "token", "key", "ref", "handle", "sid")
@@ -171,9 +172,8 @@ def _unconvincing(value: str, c: _Candidate, f: Field, whole: bool, sent: dict[s
     return None
 
 
-def _choose(value: str, f: Field, whole: bool, candidates: list[_Candidate], sent: dict[str, int],
+def _choose(value: str, f: Field, whole: bool, candidates: list[_Candidate], first: int, sent: dict[str, int],
             ) -> tuple[_Candidate | None, str | None]:
-    first = candidates[0].offer.source.step
     if sent.get(f.key, first + 1) <= first:
         return None, f"the client sent it as {f.key!r} (step {sent[f.key] + 1}) before any response had it"
     about = _context(f)
@@ -212,7 +212,8 @@ def _use(step: int, request: Request, f: Field, value: str, inner: tuple[int, in
 
 def analyse(session: Session) -> Analysis:
     """The correlations of one session, in the order their first use appears, and what was rejected."""
-    offered: dict[str, list[_Candidate]] = {}
+    offered: dict[str, list[_Candidate]] = {}  # the latest MAX_CANDIDATES offers of each value
+    first_offered: dict[str, int] = {}
     sent: dict[str, dict[str, int]] = {}  # value -> the names the client sent it under -> first step
     owned: set[str] = set()  # values the client sent before any response had them
     found: dict[tuple[str, Source], Correlation] = {}
@@ -224,7 +225,7 @@ def analyse(session: Session) -> Analysis:
             candidates = offered.get(value)
             if not candidates:
                 continue
-            best, reason = _choose(value, f, inner is None, candidates, sent.get(value, {}))
+            best, reason = _choose(value, f, inner is None, candidates, first_offered[value], sent.get(value, {}))
             if best is None:
                 if reason and value not in rejected and any(c.telling for c in candidates):
                     rejected[value] = Rejected(value, candidates[-1].offer.source, step,
@@ -250,7 +251,12 @@ def analyse(session: Session) -> Analysis:
             if len(value) >= MIN_PART and value in sent and value not in offered:
                 owned.add(value)  # the client's own: a typed name, a search term
                 continue
-            offered.setdefault(value, []).append(_Candidate(offer, creation or offer.located, value in here))
+            candidates = offered.setdefault(value, [])
+            candidates.append(_Candidate(offer, creation or offer.located, value in here))
+            first_offered.setdefault(value, step)
+            if len(candidates) > MAX_CANDIDATES:  # a "1" in every page: keep the choice per use bounded
+                # ...but keep what created things: it outranks any number of later echoes.
+                del candidates[next((i for i, c in enumerate(candidates) if not c.creation or c.echo), 0)]
     for value in {c.value for c in found.values()}:
         rejected.pop(value, None)
     return Analysis(list(found.values()), list(rejected.values()))
