@@ -255,10 +255,10 @@ def _replay_and_check(run_: Run, *, workers: int, run_time_s: float, recordings:
     assert summary["total"]["failures"] == 0, summary["failures"]
     # The target's own count: every request the summary counts, plus the master's preflight
     # probes, plus at most one per user in flight when the run stopped (sent, never answered).
-    from traffic_replay.checks import probe_paths
+    from traffic_replay.checks import probe_requests
     from traffic_replay.format import load_recordings
 
-    probes = len(probe_paths(load_recordings(recordings)))
+    probes = len(probe_requests(load_recordings(recordings)))
     served = target_log(f"http://127.0.0.1:{run_.env['REPLAY_TARGET_PORT']}")
     users = int(run_.env["REPLAY_USERS"])
     assert total + probes <= len(served) <= total + probes + users, (len(served), total, probes, users)
