@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -11,15 +12,16 @@ import orjson
 import pytest
 
 from traffic_replay.format import session_schema
+from traffic_replay.redacted import DEMO_SECRETS, read_env_file
 
 from processes import REPO_ROOT, free_port
 
 pytestmark = pytest.mark.timeout(90)
 
 
-def replay(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def replay(*args: str, timeout: float = 60, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "traffic_replay.cli", *args], capture_output=True, text=True,
-                          timeout=timeout, cwd=REPO_ROOT)
+                          timeout=timeout, cwd=REPO_ROOT, env={**os.environ, **(env or {})})
 
 
 def _one_error_line(result: subprocess.CompletedProcess[str], *expected: str) -> str:
@@ -100,8 +102,9 @@ def test_check_reports_status_and_latency(demo_target: str) -> None:
 def test_a_wrong_host_fails_fast_with_one_line() -> None:
     port = free_port()
     started = time.monotonic()
-    line = _one_error_line(replay("run", "recordings", "--host", f"http://127.0.0.1:{port}", "--headless"),
-                           f"127.0.0.1:{port}", "cannot connect")
+    demo_password = read_env_file(REPO_ROOT / "recordings" / DEMO_SECRETS)  # else the run refuses before the check
+    line = _one_error_line(replay("run", "recordings", "--host", f"http://127.0.0.1:{port}", "--headless",
+                                  env=demo_password), f"127.0.0.1:{port}", "cannot connect")
     assert time.monotonic() - started < 10, line
     _one_error_line(replay("check", "--host", f"http://127.0.0.1:{port}"), "cannot connect")
 

@@ -255,10 +255,10 @@ def _replay_and_check(run_: Run, *, workers: int, run_time_s: float, recordings:
     assert summary["total"]["failures"] == 0, summary["failures"]
     # The target's own count: every request the summary counts, plus the master's preflight
     # probes, plus at most one per user in flight when the run stopped (sent, never answered).
-    from traffic_replay.checks import probe_paths
+    from traffic_replay.checks import probe_requests
     from traffic_replay.format import load_recordings
 
-    probes = len(probe_paths(load_recordings(recordings)))
+    probes = len(probe_requests(load_recordings(recordings)))
     served = target_log(f"http://127.0.0.1:{run_.env['REPLAY_TARGET_PORT']}")
     users = int(run_.env["REPLAY_USERS"])
     assert total + probes <= len(served) <= total + probes + users, (len(served), total, probes, users)
@@ -372,16 +372,17 @@ def test_recorder_service_writes_session_files_the_host_user_owns(engine: Engine
 
 @pytest.mark.slow
 @pytest.mark.timeout(600)
-def test_up_exit_code_from_master_fails_a_run_with_failures(engine: Engine, image: str, work: Path) -> None:
-    """``docker compose up --exit-code-from master --attach master`` gates CI: here the demo password is withheld."""
+def test_up_exit_code_from_master_fails_a_run_missing_a_secret(engine: Engine, image: str, work: Path) -> None:
+    """``docker compose up --exit-code-from master --attach master`` gates CI: here the demo password is withheld,
+    and the master refuses to start (exit code 2) with one line naming the variable."""
     env = _compose_env(image, REPLAY_WORKERS=2, REPLAY_USERS=4, REPLAY_SPAWN_RATE=4, REPLAY_RUN_TIME="5s",
                        REPLAY_SPEED=0, REPLAY_SECRETS_FILE=work / "no-such-secrets.env")
     run_ = Run(engine, env)
     try:
         proc = run_.compose("up", "--no-build", "--pull", "never", "--exit-code-from", "master", "--attach", "master",
                             timeout=180, check=False)
-        assert proc.returncode == 1, proc.stdout[-5000:] + proc.stderr[-3000:]
-        assert "REPLAY_SECRET_ECB9840E" in proc.stdout, proc.stdout[-5000:]  # the failure names the variable
-        assert proc.stdout.count("workers: 2 took part") == 1, proc.stdout[-5000:]  # one summary: no SIGTERM
+        assert proc.returncode == 2, proc.stdout[-5000:] + proc.stderr[-3000:]
+        assert "REPLAY_SECRET_ECB9840E" in proc.stdout, proc.stdout[-5000:]  # the refusal names the variable
+        assert "took part" not in proc.stdout, proc.stdout[-5000:]  # no run, no summary
     finally:
         run_.down()

@@ -106,7 +106,8 @@ def test_replay_without_headless_serves_the_web_ui(demo_target: str) -> None:
     from processes import free_port, start_process, stop_process
     port = free_port()
     proc, _ = start_process([sys.executable, "-m", "traffic_replay.cli", "run", str(BUNDLED), "--host", demo_target,
-                             "--web-port", str(port)], r"Starting web interface", timeout=30, merge_stderr=True)
+                             "--web-port", str(port)], r"Starting web interface", timeout=30, merge_stderr=True,
+                            env=read_env_file(BUNDLED / DEMO_SECRETS))
     try:
         # Locust logs the line just before its server binds.
         deadline = time.monotonic() + 10

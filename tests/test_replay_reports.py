@@ -68,15 +68,14 @@ def _secret_session(tmp_path: Path) -> Path:
         _json(in_query, demo_items()[2].as_json()).model_copy(update={"offset_ms": 20.0}), name="needs a key")
 
 
-def test_a_session_needing_a_secret_nobody_supplied_fails_and_says_which(demo_target: str, tmp_path: Path) -> None:
-    result, summary = _run(_secret_session(tmp_path), demo_target, tmp_path, users=1, run_time="2s")
-    assert result.returncode != 0
-    assert target_log(demo_target) == [], "a session that cannot be sent as recorded sends nothing"
-    assert summary["total"]["failures"] > 0 and summary["sessions"]["completed"] == 0
-    [failure] = summary["failures"]
-    assert SECRET_ENV in failure["error"] and "needs a key" in failure["error"], failure
-    assert (failure["method"], failure["name"]) == ("GET", "/api/items/{id}"), "its first request fails"
-    assert SECRET_ENV in result.stdout
+def test_a_secret_nobody_supplied_is_refused_before_anything_is_sent(demo_target: str, tmp_path: Path) -> None:
+    result = replay("run", str(_secret_session(tmp_path)), "--host", demo_target, "-u", "1", "-t", "2s", "--headless",
+                    "--speed", "0", "--summary-json", str(tmp_path / "summary.json"), cwd=tmp_path)
+    assert result.returncode == 2, result.stderr[-3000:]
+    [line] = result.stderr.strip().splitlines()
+    assert SECRET_ENV in line and "needs a key" in line and "--data-map" in line, line
+    assert target_log(demo_target) == [], "not even the preflight check"
+    assert not (tmp_path / "summary.json").exists(), "Locust never started"
 
 
 def test_a_secret_supplied_from_the_environment_is_sent(demo_target: str, tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from traffic_replay.correlation import Rule, analyse, apply_rules, unsourced_values
+from traffic_replay.correlation.secrets import session_secrets
 from traffic_replay.format import Session
 from traffic_replay.hosts import unreplayable
 from traffic_replay.naming import endpoint_template
@@ -39,6 +40,13 @@ class CorrelationRow(BaseModel):
     rule: str | None = None
 
 
+class SecretRow(BaseModel):
+    placeholder: str = Field(description="The redacted value as recorded, e.g. '«redacted:1a2b3c4d»'.")
+    variable: str = Field(description="Where a replay takes its value from, e.g. 'REPLAY_SECRET_1A2B3C4D'.")
+    session: str
+    sent_in: list[str] = Field(description="Where it is sent, e.g. 'step 2 body'.")
+
+
 class Inspection(BaseModel):
     sessions: list[SessionRow]
     endpoints: list[EndpointRow]
@@ -46,13 +54,15 @@ class Inspection(BaseModel):
     total_requests: int
     correlations: list[CorrelationRow] = Field(default_factory=list)
     warnings: list[str] = Field(default_factory=list)
+    secrets: list[SecretRow] = Field(default_factory=list, description=(
+        "Redacted values a replay must be given (REPLAY_SECRET_… or a --data-map column), session by session."))
 
 
 def _short(value: str) -> str:
     return value if len(value) <= 24 else value[:21] + "…"
 
 
-def _correlations(session: Session, rules: list[Rule]) -> tuple[list[CorrelationRow], list[str]]:
+def _correlations(session: Session, rules: list[Rule]) -> tuple[list[CorrelationRow], list[str], list[SecretRow]]:
     analysis = analyse(session)
     found = analysis.correlations
     if rules:
@@ -72,7 +82,10 @@ def _correlations(session: Session, rules: list[Rule]) -> tuple[list[Correlation
         if reason := unreplayable(request):
             warnings.append(f"session {session.name!r} step {step}: {request.method} {request.path} is {reason}:"
                             " skipped at replay")
-    return rows, warnings
+    secrets = [SecretRow(placeholder=s.placeholder, variable=s.env, session=s.session,
+                         sent_in=[f"step {u.step + 1} {u.describe()}" for u in s.uses])
+               for s in session_secrets(session, found)]
+    return rows, warnings, secrets
 
 
 def inspect_sessions(sessions: list[Session], rules: list[Rule] | None = None) -> Inspection:
@@ -94,8 +107,9 @@ def inspect_sessions(sessions: list[Session], rules: list[Rule] | None = None) -
                    for (m, n), c in sorted(counts.items(), key=lambda kv: (kv[0][1], kv[0][0]))],
         hosts=sorted({h for s in sessions for h in s.hosts}),
         total_requests=sum(len(s.requests) for s in sessions),
-        correlations=[row for rows, _ in found for row in rows],
-        warnings=[w for _, warnings in found for w in warnings],
+        correlations=[row for rows, _, _ in found for row in rows],
+        warnings=[w for _, warnings, _ in found for w in warnings],
+        secrets=[row for _, _, secrets in found for row in secrets],
     )
 
 
@@ -122,5 +136,14 @@ def render_inspection(report: Inspection, console: Console) -> None:
             table.add_row(c.session, c.value, ", ".join(c.sources[:2]) + (" …" if len(c.sources) > 2 else ""),
                           ", ".join(c.uses))
         console.print(table)
+    if report.secrets:
+        count = len({s.variable for s in report.secrets})
+        needed = Table(title=f"{count} secret{'s' if count != 1 else ''} to supply (REPLAY_SECRET_… variables,"
+                             " or --data-map COLUMN=PLACEHOLDER)", title_justify="left")
+        for column in ("placeholder", "variable", "session", "sent in"):
+            needed.add_column(column)
+        for secret in report.secrets:
+            needed.add_row(secret.placeholder, secret.variable, secret.session, ", ".join(secret.sent_in))
+        console.print(needed)
     for warning in report.warnings:
         console.print(f"[yellow]warning:[/] {warning}", highlight=False)

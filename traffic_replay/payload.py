@@ -23,10 +23,11 @@ import orjson
 from pydantic import TypeAdapter, ValidationError
 
 from traffic_replay.correlation import Rule, load_rules
+from traffic_replay.correlation.secrets import describe_missing, missing_secrets, needed_secrets
 from traffic_replay.errors import ConfigError
 from traffic_replay.format import Session, load_recordings
 from traffic_replay.settings import Settings
-from traffic_replay.userdata import load_rows
+from traffic_replay.userdata import columns_by_recorded, load_rows
 
 PAYLOAD_VERSION = 1
 SECRET_PREFIX = "REPLAY_SECRET_"
@@ -106,13 +107,20 @@ class Payload:
 
 
 def read_workload(settings: Settings, environ: Mapping[str, str] = os.environ) -> Workload:
-    """Read every input of a replay, once; a bad one is a ``ReplayError`` naming its file."""
+    """Read every input of a replay, once; a bad one is a ``ReplayError`` naming its file.
+
+    A secret the recordings send and nobody supplied is one too: better refused here, before
+    anything is sent, than each session's first request failing for the whole run.
+    """
     sessions = load_recordings(settings.recordings)
     rules = load_rules(settings.rules) if settings.rules is not None else []
     if settings.data_map and settings.data is None:
         raise ConfigError("--data-map needs --data FILE.csv")
     rows = load_rows(settings.data, {c.column for c in settings.data_map}) if settings.data is not None else []
     secrets = {name: value for name, value in environ.items() if name.startswith(SECRET_PREFIX)}
+    needed = needed_secrets(sessions, settings.correlate, rules, columns_by_recorded(settings.data_map))
+    if missing := missing_secrets(needed, secrets):
+        raise ConfigError(describe_missing(missing))
     return Workload(settings, sessions, rules, rows, secrets)
 
 

@@ -22,7 +22,8 @@ from traffic_replay.settings import Settings
 @app.command()
 def check(
     host: Annotated[str | None, typer.Option(help="Target base URL (or REPLAY_HOST / BASE_URL).")] = None,
-    directory: Annotated[Path | None, typer.Argument(help="Probe the first recorded GET of each session.")] = None,
+    directory: Annotated[Path | None, typer.Argument(
+        help="Probe recorded GETs that need no session's state (else only connect); without it, GET /.")] = None,
     timeout: Annotated[float | None, typer.Option(help="Seconds to wait for each probe.")] = None,
 ) -> None:
     """Preflight health check: the target is reachable, its TLS is valid, and it answers."""
@@ -31,7 +32,7 @@ def check(
     settings = Settings.build(host=host, check_timeout=timeout)
     sessions = load_recordings(directory) if directory is not None else None
     for probe in check_target(_require_host(settings), sessions, settings.check_timeout):
-        out.print(f"ok  {probe.method} {probe.url}  {probe.status}  {probe.latency_ms:.1f} ms", highlight=False)
+        out.print(f"ok  {probe.describe()}", highlight=False)
 
 
 def _require_host(settings: Settings) -> str:
@@ -53,9 +54,8 @@ def _hand_over_inputs(settings: Settings, secrets: dict[str, str] | None = None)
     if settings.check:
         from traffic_replay.checks import check_target  # httpx is only worth importing for the check
 
-        probe = check_target(host, workload.sessions, settings.check_timeout)[0]
-        err.print(f"target ok: {probe.method} {probe.url} answered {probe.status} in {probe.latency_ms:.0f} ms",
-                  highlight=False)
+        for probe in check_target(host, workload.sessions, settings.check_timeout):
+            err.print(f"target ok: {probe.describe()}", highlight=False)
     return {**env, **hand_over(Payload.of(workload))}
 
 
