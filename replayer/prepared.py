@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 from itertools import accumulate
-from urllib.parse import unquote_plus
 
 import orjson
 
@@ -26,14 +25,14 @@ from traffic_replay.correlation import (
     build_template,
     compile_extractor,
     detect,
-    request_texts,
     uses_in,
 )
+from traffic_replay.correlation.secrets import session_secrets
 from traffic_replay.correlation.template import Leaf, Needle, Span, json_template
-from traffic_replay.format import Request, Response, Session
+from traffic_replay.format import Request, Session
 from traffic_replay.hosts import HostMap, unreplayable
 from traffic_replay.naming import StatsNamer, endpoint_template
-from traffic_replay.redacted import PLACEHOLDER, secret_env_name, secret_from_env
+from traffic_replay.redacted import secret_env_name, secret_from_env
 
 # Headers the client library or the user's own state must own, not the recording:
 # hop-by-hop ones, lengths that the body sets, and the Cookie header (each user has its jar).
@@ -169,13 +168,6 @@ def _patch(step: Step, request: Request, uses: list[tuple[int, Use, str]], base:
     return Patch(base, path, headers, body, tuple(sorted({var for var, _, _ in uses})))
 
 
-def _response_texts(response: Response) -> list[str]:
-    texts = [value for _, value in response.headers]
-    if response.body is not None and response.body.encoding == "text":
-        texts.append(response.body.data)
-    return texts
-
-
 def _seeded(session: Session, correlations: list[Correlation], data_map: dict[str, str],
             environ: Mapping[str, str]) -> tuple[list[Correlation], list[tuple[int, str]], dict[int, str], list[str]]:
     """Variables set before the session runs: data columns and redacted secrets."""
@@ -188,21 +180,15 @@ def _seeded(session: Session, correlations: list[Correlation], data_map: dict[st
         if uses:
             data.append((len(variables), column))
             variables.append(Correlation(recorded, uses=uses, rule=f"data:{column}"))
-    # A placeholder that a correlation replaces (its value, or the text a rule injects over) has a live source.
-    sourced = {c.value for c in variables} | {u.recorded for c in variables for u in c.uses if u.recorded}
-    # A placeholder some response handed out is a server-issued token, not the user's secret: with
-    # correlation off it is sent as recorded (and fails as a verbatim replay would).
-    sourced |= {m.group() for r in session.requests if r.response is not None
-                for text in _response_texts(r.response) for m in PLACEHOLDER.finditer(text)}
-    for redacted in sorted({m.group() for r in session.requests for _, _, text in request_texts(r)
-                            for m in PLACEHOLDER.finditer(unquote_plus(text))} - sourced):
-        uses = [u for step, r in enumerate(session.requests) for u in uses_in(r, step, redacted)]
-        value = secret_from_env(redacted, environ)
+    # The decision `read_workload` made before the run started (it refuses a missing secret);
+    # here it picks each secret's value, and still guards a payload built without that check.
+    for secret in session_secrets(session, correlations, data_map):
+        value = secret_from_env(secret.placeholder, environ)
         if value is None:
-            missing.append(redacted)
+            missing.append(secret.placeholder)
         else:
             secrets[len(variables)] = value
-        variables.append(Correlation(redacted, uses=uses, rule="secret"))
+        variables.append(Correlation(secret.placeholder, uses=list(secret.uses), rule="secret"))
     return variables, data, secrets, missing
 
 
