@@ -85,6 +85,7 @@ class State:
         self.users = itertools.count(1)
         self.tokens: dict[str, int] = {}
         self.new_id = {shape: make() for shape, make in ID_SHAPES.items()}
+        self.issued: set[str] = set()
         self.objects: dict[str, dict[str, int]] = {shape: {} for shape in ID_SHAPES}  # id -> owner
         self.new_name = {kind: make() for kind, make in NAME_KINDS.items()}
         self.files: dict[str, dict[str, int]] = {kind: {} for kind in NAME_KINDS}  # path -> owner
@@ -162,7 +163,8 @@ class Handler(BaseHTTPRequestHandler):
                  ) -> tuple[int, Any, dict[str, str]]:
         objects = self.state.objects[shape]
         if not oid and method == "POST":
-            oid = self.state.new_id[shape]()
+            oid = next(i for i in iter(self.state.new_id[shape], None) if i not in self.state.issued)
+            self.state.issued.add(oid)  # random codes repeat; an id is never handed out twice
             objects[oid] = user
             entry.update(object=oid, owner=user)
             return 201, {"id": oid, "owner": user, "shape": shape}, {"Location": f"/api/{shape}/objects/{oid}"}

@@ -32,7 +32,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Literal
+from typing import Literal, NamedTuple
 from urllib.parse import unquote_plus
 
 from traffic_replay.correlation.model import ENCODERS, Correlation, Encoding, Source, Use
@@ -129,12 +129,21 @@ class _Candidate:
     @property
     def telling(self) -> bool:
         """Does it look like the server chose the value? Only then is a rejection worth a warning."""
-        return _placed(self.offer) or holds_ids(self.offer.key) or (self.creation and not self.echo)
+        offer = self.offer
+        return _placed(offer) or holds_ids(offer.key) or (self.creation and not self.echo and not offer.located)
 
 
 def _placed(offer: Offer) -> bool:
     """A Location part that is an id: ``/items/1`` is where the server put something, ``/account`` a page."""
     return offer.located and (len(offer.value) >= LONG or any(ch.isdigit() for ch in offer.value))
+
+
+def _echoes(offer: Offer, sent_as: set[str] | None) -> bool:
+    """Does the answer repeat what its own request sent? ``GET /items/1`` → ``{"id": 1}`` does;
+    ``POST /items {"quantity": 1}`` → ``{"id": 1}`` does not: a short value only under its own name."""
+    if not sent_as:
+        return False
+    return len(offer.value) >= MIN_PART or "/" in sent_as or offer.key in sent_as
 
 
 def _sends(request: Request) -> Iterator[tuple[str, Field, tuple[int, int] | None]]:
@@ -154,41 +163,62 @@ def _context(f: Field) -> frozenset[str]:
     return frozenset({word}) if word else frozenset()
 
 
-def _unconvincing(value: str, c: _Candidate, f: Field, whole: bool, sent: dict[str, int]) -> str | None:
-    """Why this offer and this use are not evidence enough that the value is the server's, or None."""
+def _unconvincing(value: str, c: _Candidate, f: Field, whole: bool, sent: dict[str, int]) -> tuple[str, bool] | None:
+    """Why this offer and this use are not evidence enough that the value is the server's, or None.
+
+    With the reason comes whether it is worth a warning: a doubt, not a decided "the client's".
+    """
     offer = c.offer
     named = _placed(offer) or holds_ids(offer.key) or holds_ids(f.key)
     if len(value) < MIN_PART:
         if not whole:
-            return "a short value inside a longer one"
+            return "a short value inside a longer one", False
         if sent.get(offer.key, offer.source.step + 1) <= offer.source.step:
-            return f"the client sent it as {offer.key!r} (step {sent[offer.key] + 1}) before the server did"
+            return f"the client sent it as {offer.key!r} (step {sent[offer.key] + 1}) before the server did", False
         if not named:
-            return f"a short value under {offer.key!r}, not a name that holds ids"
+            return f"a short value under {offer.key!r}, not a name that holds ids", True
+        if offer.source.kind == "json" and not c.creation and any(k.isdigit() for k in offer.source.key.split(".")):
+            # The fifth item of a catalogue: the client picked it, and it is the same for every user.
+            return f"a short value picked from a list ({offer.source.key}): the client's choice", False
         if f.keyed and not holds_ids(f.key) and not (_context(f) & offer.context):
-            return f"a short value sent as {f.key!r}, not a name that holds ids"
+            return f"a short value sent as {f.key!r}, not a name that holds ids", True
     elif len(value) < LONG and not any(ch.isdigit() for ch in value) and not named:
-        return f"no digit, and {offer.key!r} is not a name that holds ids or names"
+        return f"no digit, and {offer.key!r} is not a name that holds ids or names", True
     return None
 
 
+class _Choice(NamedTuple):
+    best: _Candidate | None
+    reason: str | None = None  # why none was taken
+    doubted: _Candidate | None = None  # the offer a warning names, when the reason is worth one
+
+
 def _choose(value: str, f: Field, whole: bool, candidates: list[_Candidate], first: int, sent: dict[str, int],
-            ) -> tuple[_Candidate | None, str | None]:
+            ) -> _Choice:
     if sent.get(f.key, first + 1) <= first:
-        return None, f"the client sent it as {f.key!r} (step {sent[f.key] + 1}) before any response had it"
-    about = _context(f)
+        return _Choice(None, f"the client sent it as {f.key!r} (step {sent[f.key] + 1}) before any response had it")
+    # What the use is about tells a user id 1 from an item id 1; a longer value is rarely two
+    # things at once, and a folder name before it ("done/") would only mislead.
+    about = _context(f) if len(value) < MIN_PART else frozenset()
     best: _Candidate | None = None
     best_score: tuple[bool, bool, bool, int] | None = None
-    reason: str | None = None
+    reason: tuple[str, bool] | None = None
+    doubted: _Candidate | None = None
     for c in candidates:
         why = _unconvincing(value, c, f, whole, sent)
         if why is not None:
-            reason = reason or why
+            if reason is None or (why[1] and not reason[1]):
+                reason, doubted = why, c
             continue
         score = (bool(about & c.offer.context), c.creation and not c.echo, not c.echo, c.offer.source.step)
         if best_score is None or score > best_score:
             best, best_score = c, score
-    return best, reason
+    if best is not None and best.echo:
+        # Only answers that repeat what their own request sent: the client chose the value.
+        return _Choice(None, "the server only ever echoed it")
+    if best is None and reason is not None:
+        return _Choice(None, reason[0], doubted if reason[1] else None)
+    return _Choice(best)
 
 
 def _use(step: int, request: Request, f: Field, value: str, inner: tuple[int, int] | None) -> Use:
@@ -225,21 +255,22 @@ def analyse(session: Session) -> Analysis:
             candidates = offered.get(value)
             if not candidates:
                 continue
-            best, reason = _choose(value, f, inner is None, candidates, first_offered[value], sent.get(value, {}))
+            best, reason, doubted = _choose(value, f, inner is None, candidates, first_offered[value],
+                                            sent.get(value, {}))
             if best is None:
-                if reason and value not in rejected and any(c.telling for c in candidates):
-                    rejected[value] = Rejected(value, candidates[-1].offer.source, step,
-                                               f"{f.place} {f.name}".strip(), reason)
+                if reason and doubted is not None and doubted.telling and value not in rejected:
+                    rejected[value] = Rejected(value, doubted.offer.source, step, f"{f.place} {f.name}".strip(),
+                                               reason)
                 continue
             use = _use(step, request, f, value, inner)
             where = (value, use.place, use.name, use.span, use.json_path)
             if where not in placed:
                 placed.add(where)
                 found.setdefault((value, best.offer.source), Correlation(value, [best.offer.source])).uses.append(use)
-        here = set()
+        here: dict[str, set[str]] = {}  # what this request sent: value -> its keys ("/": a path segment)
         for value, f, _ in sends:
             sent.setdefault(value, {}).setdefault(f.key, step)
-            here.add(value)
+            here.setdefault(value, set()).add(f.key if f.keyed else "/")
         response = request.response
         creation = request.method in ("POST", "PUT") or (response is not None and response.status == 201)
         seen: set[tuple[str, Source]] = set()
@@ -252,7 +283,7 @@ def analyse(session: Session) -> Analysis:
                 owned.add(value)  # the client's own: a typed name, a search term
                 continue
             candidates = offered.setdefault(value, [])
-            candidates.append(_Candidate(offer, creation or offer.located, value in here))
+            candidates.append(_Candidate(offer, creation or offer.located, _echoes(offer, here.get(value))))
             first_offered.setdefault(value, step)
             if len(candidates) > MAX_CANDIDATES:  # a "1" in every page: keep the choice per use bounded
                 # ...but keep what created things: it outranks any number of later echoes.
