@@ -65,6 +65,7 @@ _HOLDS_IDS = re.compile(r"^(?:" + "|".join(_ID_NAMES) + r")$|[_\-.](?:" + "|".jo
 _CAMEL_ID = re.compile(r"[a-z](?:Id|ID|Uuid|Name|Path|Slug|Code|Token|Key|Nonce)$")
 
 
+@lru_cache(maxsize=4096)
 def holds_ids(key: str) -> bool:
     return bool(_HOLDS_IDS.search(key) or _CAMEL_ID.search(key))
 

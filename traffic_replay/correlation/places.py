@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import lru_cache
 from html.parser import HTMLParser
 from typing import Literal
 from urllib.parse import unquote, unquote_plus, urlsplit
@@ -49,6 +50,7 @@ def set_cookie_pair(header: str) -> tuple[str, str]:
     return name.strip(), rest.split(";", 1)[0].strip()
 
 
+@lru_cache(maxsize=4096)
 def singular(word: str) -> str:
     word = word.lower()
     if word.endswith("ies") and len(word) > 4:
@@ -60,6 +62,7 @@ def singular(word: str) -> str:
     return word
 
 
+@lru_cache(maxsize=4096)
 def stem(key: str) -> str:
     """The thing a key names: ``item_id``, ``itemId`` and ``item-id`` → ``item``; ``id`` → ``""``."""
     for suffix in ("_id", "-id", "Id", "ID", "_pk", "_uuid", "_key", "_code", "_name", "_path"):
@@ -109,6 +112,7 @@ def json_leaves(node: object, path: str = "") -> Iterator[tuple[str, str]]:
         yield path, str(node)
 
 
+@lru_cache(maxsize=4096)
 def leaf_key(path: str) -> str:
     """The last name in a JSON path that is not a list index."""
     return next((k for k in reversed(path.split(".")) if not k.isdigit()), "")
