@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 import pytest
 
-from traffic_replay.checks import carries_credentials, probe_requests
+from traffic_replay.checks import MAX_PROBES, carries_credentials, probe_requests
 from traffic_replay.format import Request, Session, write_session
 
 from factories import answered, make_request, make_session
@@ -220,3 +220,8 @@ def test_what_needs_a_sessions_state_is_never_probed() -> None:
         _session(created, order),
     ]
     assert probe_requests(sessions) == [("GET", "/public"), ("HEAD", "/ping")]
+
+
+def test_the_check_probes_a_handful_of_paths_however_many_sessions() -> None:
+    sessions = [make_session([make_request(f"/pages/{n}")], id=f"s{n}") for n in range(40)]
+    assert probe_requests(sessions) == [("GET", f"/pages/{n}") for n in range(MAX_PROBES)]

@@ -56,6 +56,9 @@ class Probe(NamedTuple):
         return f"{self.method} {self.url} answered {self.status} in {self.latency_ms:.0f} ms"
 
 
+MAX_PROBES = 5
+
+
 def _has_placeholder(text: str) -> bool:
     # Percent-encoded in URLs and forms: «redacted:…» is %C2%ABredacted%3A…%C2%BB there.
     return PLACEHOLDER.search(text) is not None or PLACEHOLDER.search(unquote_plus(text)) is not None
@@ -82,11 +85,14 @@ def _probeable(request: Request, primary: str | None) -> bool:
             and unreplayable(request) is None and not carries_credentials(request))
 
 
-def probe_requests(sessions: Sequence[Session]) -> list[tuple[str, str]]:
-    """(method, path) of the first request of each session that needs no state (each once); may be empty."""
+def probe_requests(sessions: Sequence[Session], limit: int = MAX_PROBES) -> list[tuple[str, str]]:
+    """(method, path) of the first request of each session that needs no state (each once, at most
+    ``limit``: a health check, not a crawl of a thousand sessions); may be empty."""
     primary = primary_host(list(sessions))
     probes: dict[tuple[str, str], None] = {}
     for session in sessions:
+        if len(probes) >= limit:
+            break
         candidates = [step for step, r in enumerate(session.requests) if _probeable(r, primary)]
         if not candidates:
             continue
