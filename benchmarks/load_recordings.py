@@ -54,23 +54,28 @@ def request(i: int, session: int) -> dict[str, object]:
     }
 
 
+def write_recording(directory: Path, requests: int, per_session: int) -> int:
+    """``requests // per_session`` session files of ``per_session`` requests in ``directory``; their bytes."""
+    size = 0
+    for n in range(requests // per_session):
+        data = orjson.dumps({"format_version": 1, "id": f"s{n:08d}", "name": f"session {n}", "weight": 1.0,
+                             "client": {"address": "127.0.0.1", "user_agent": "bench"},
+                             "started_at": "2026-01-01T00:00:00Z",
+                             "requests": [request(i, n) for i in range(per_session)]})
+        (directory / f"s{n:08d}.json").write_bytes(data)
+        size += len(data)
+    return size
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=1_000_000)
     parser.add_argument("--per-session", type=int, default=50)
     opts = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="load-bench-") as tmp:
-        directory = Path(tmp)
-        sessions = opts.requests // opts.per_session
-        size = 0
-        for n in range(sessions):
-            data = orjson.dumps({"format_version": 1, "id": f"s{n:08d}", "name": f"session {n}", "weight": 1.0,
-                                 "client": {"address": "127.0.0.1", "user_agent": "bench"},
-                                 "started_at": "2026-01-01T00:00:00Z",
-                                 "requests": [request(i, n) for i in range(opts.per_session)]})
-            (directory / f"s{n:08d}.json").write_bytes(data)
-            size += len(data)
-        print(f"{sessions} session files, {sessions * opts.per_session} requests, {size / 2**20:.0f} MiB of JSON")
+        size = write_recording(Path(tmp), opts.requests, opts.per_session)
+        print(f"{opts.requests // opts.per_session} session files, {opts.requests} requests, "
+              f"{size / 2**20:.0f} MiB of JSON")
         env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
         for step in ("load", "prepare"):
             out = subprocess.run([sys.executable, "-c", STEP, tmp, step], capture_output=True, text=True, env=env,
