@@ -82,8 +82,18 @@ class Offer:
     value: str
     source: Source
     key: str  # the name it stands under: JSON key, cookie, input, meta or header name, Location segment before it
-    context: frozenset[str]  # the things it is about: the request path's resource, the JSON keys above it
+    about: frozenset[str]  # what the request was about: its path's resource (a Location: the segment before)
     located: bool = False  # a part of a Location: the server chose it as where to go next
+
+    @property
+    def context(self) -> frozenset[str]:
+        """The things it is about: the request's resource, the JSON keys above it, its key's stem.
+
+        Only short values ask, so it is worked out on demand, not for every leaf of every answer.
+        """
+        if self.source.kind != "json":
+            return self.about
+        return _json_context(self.about, self.source.key)
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +126,12 @@ def json_leaves(node: object, path: str = "") -> Iterator[tuple[str, str]]:
 def leaf_key(path: str) -> str:
     """The last name in a JSON path that is not a list index."""
     return next((k for k in reversed(path.split(".")) if not k.isdigit()), "")
+
+
+@lru_cache(maxsize=4096)
+def _json_context(about: frozenset[str], path: str) -> frozenset[str]:
+    names = {singular(k) for k in path.split(".")[:-1] if not k.isdigit()}
+    return about | names | ({s} if (s := stem(leaf_key(path))) else set())
 
 
 def _resource(path: str) -> frozenset[str]:
@@ -158,9 +174,7 @@ def offers(request: Request, step: int) -> Iterator[Offer]:
             except orjson.JSONDecodeError:
                 document = None
             for path, value in json_leaves(document):
-                names = [k for k in path.split(".")[:-1] if not k.isdigit()]
-                context = about | {singular(k) for k in names} | ({s} if (s := stem(leaf_key(path))) else set())
-                yield Offer(value, Source(step, "json", path), leaf_key(path), frozenset(context))
+                yield Offer(value, Source(step, "json", path), leaf_key(path), about)
         elif "html" in ctype:
             parser = _FormValues()
             parser.feed(body.data)
@@ -190,7 +204,7 @@ def _location_offers(name: str, value: str, step: int, about: frozenset[str]) ->
             continue
         context = about | ({singular(previous)} if previous and not any(c.isdigit() for c in previous) else set())
         yield Offer(part, Source(step, "header", name, value[:m.start()], value[m.end():]), previous,
-                    frozenset(context), located=True)
+                    context, located=True)
         previous = part
 
 
@@ -255,6 +269,8 @@ def parts(value: str) -> Iterator[tuple[int, int]]:
     Path components first, so that a name with a space ("Untitled Folder") stays one part of
     "done/Untitled Folder"; then every delimiter.
     """
+    if len(value) <= MIN_PART or _DELIMITERS.search(value) is None:
+        return  # the common case, a plain segment or id: one search, no parts
     seen: set[tuple[int, int]] = {(0, len(value))}
     for delimiters in (_PATH_SEPARATORS, _DELIMITERS):
         at = 0
