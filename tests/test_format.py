@@ -87,3 +87,14 @@ def test_schema_describes_the_file() -> None:
     assert schema["title"] == "Session"
     assert {"id", "requests", "started_at"} <= set(schema["required"])  # type: ignore[operator]
     assert Session.model_validate(orjson.loads(orjson.dumps(make_session().model_dump(mode="json"))))
+
+
+def test_a_session_file_is_compact_json_with_one_request_per_line(tmp_path: Path) -> None:
+    session = make_session([make_request("/a"), make_request("/b", "POST", body=b'{"x": 1}',
+                                                             content_type="application/json")])
+    path = write_session(session, tmp_path)
+    lines = path.read_bytes().splitlines()
+    assert len(lines) == 4 and lines[0].endswith(b'"requests":[') and lines[-1] == b"]}"
+    assert [orjson.loads(line.rstrip(b","))["path"] for line in lines[1:3]] == ["/a", "/b"]
+    assert load_session(path) == session
+    assert orjson.loads(path.read_bytes()) == orjson.loads(orjson.dumps(session.model_dump(mode="json")))

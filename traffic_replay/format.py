@@ -121,7 +121,13 @@ def session_schema() -> dict[str, object]:
 
 
 def dump_session(session: Session) -> bytes:
-    return orjson.dumps(session.model_dump(mode="json", exclude_defaults=False), option=orjson.OPT_INDENT_2)
+    """Compact JSON with one request per line: a third of the pretty-printed size, and still one
+    line of ``git diff`` or ``grep`` per request (``jq . FILE`` pretty-prints it)."""
+    document = session.model_dump(mode="json", exclude_defaults=False)
+    requests = document.pop("requests")
+    head = orjson.dumps(document)[:-1]  # without its closing brace: "requests" goes last
+    lines = b",\n".join(orjson.dumps(r) for r in requests)
+    return head + (b',"requests":[\n' + lines + b"\n]}\n" if requests else b',"requests":[]}\n')
 
 
 def write_session(session: Session, directory: Path) -> Path:
