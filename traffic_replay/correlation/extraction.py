@@ -10,6 +10,7 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Callable
+from functools import lru_cache
 
 import orjson
 
@@ -114,19 +115,27 @@ def _regex_extractor(expression: str) -> Extractor:
 
 
 def compile_extractor(source: Source) -> Extractor:
-    """A function that reads ``source``'s value from a response, or None when it is absent."""
-    if source.kind == "json":
-        return _json_extractor(source.key)
-    if source.kind == "header":
-        return _header_extractor(source.key, source.prefix, source.suffix)
-    if source.kind == "html_input":
-        return _attribute_extractor("input", source.key, "value")
-    if source.kind == "html_meta":
-        return _attribute_extractor("meta", source.key, "content")
-    if source.kind == "cookie":
-        name = source.key
-        return lambda view: view.cookie(name)
-    return _regex_extractor(source.key)
+    """A function that reads ``source``'s value from a response, or None when it is absent.
+
+    The same place in a thousand sessions' answers is one function: extractors are pure, so
+    they are shared, keyed by what they read (not by the step they read it at).
+    """
+    return _compiled(source.kind, source.key, source.prefix, source.suffix)
+
+
+@lru_cache(maxsize=65536)
+def _compiled(kind: str, key: str, prefix: str, suffix: str) -> Extractor:
+    if kind == "json":
+        return _json_extractor(key)
+    if kind == "header":
+        return _header_extractor(key, prefix, suffix)
+    if kind == "html_input":
+        return _attribute_extractor("input", key, "value")
+    if kind == "html_meta":
+        return _attribute_extractor("meta", key, "content")
+    if kind == "cookie":
+        return lambda view: view.cookie(key)
+    return _regex_extractor(key)
 
 
 def recorded_view(request: Request) -> ResponseView | None:
