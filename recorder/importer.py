@@ -35,7 +35,7 @@ from recorder.addon import Recorder, recorder_options
 from recorder.har import Grouping, load_har
 from recorder.sessionizer import build_session
 from traffic_replay.errors import RecordingError, ReplayError
-from traffic_replay.format import ClientInfo, Session, write_session
+from traffic_replay.format import ClientInfo, Session, replace, write_session
 from traffic_replay.settings import Settings
 
 
@@ -144,8 +144,7 @@ def import_har(path: Path, directory: Path, settings: Settings, per: Grouping) -
         for group in har.groups:
             agent = next((v for x in group.exchanges for k, v in x.headers if k.lower() == "user-agent"), "")
             session = build_session(("", agent), group.exchanges, session_id=group.id)
-            session = session.model_copy(update={"name": group.title,
-                                                 "client": ClientInfo(user_agent=agent or None)})
+            session = replace(session, name=group.title, client=ClientInfo(user_agent=agent or None))
             try:
                 report.sessions.append(write_session(session, directory))
             except OSError as e:

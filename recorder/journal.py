@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import orjson
 
 from recorder.sessionizer import ClientKey, Exchange, build_session
@@ -56,9 +57,9 @@ class JournalError(RecordingError):
 
 
 def _plain(obj: Any) -> Any:
-    # pydantic models (Body, Response) are plain field dicts: far cheaper than model_dump().
-    if hasattr(obj, "__pydantic_fields__"):
-        return obj.__dict__
+    # A struct (Body, Response) as its fields, one level at a time: orjson asks again for nested ones.
+    if isinstance(obj, msgspec.Struct):
+        return msgspec.structs.asdict(obj)
     raise TypeError(f"cannot journal {type(obj).__name__}")
 
 
@@ -77,8 +78,8 @@ def decode_exchange(data: dict[str, Any]) -> Exchange:
     body = data["body"]
     return Exchange(**{**data,
                        "headers": [tuple(h) for h in data["headers"]],
-                       "body": None if body is None else Body.model_validate(body),
-                       "response": Response.model_validate(data["response"])})
+                       "body": None if body is None else msgspec.convert(body, Body),
+                       "response": msgspec.convert(data["response"], Response)})
 
 
 class Spilled:

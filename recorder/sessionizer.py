@@ -12,10 +12,10 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 from recorder.sessionkeys import ClientKey, SessionKey
-from traffic_replay.format import Body, ClientInfo, Header, Request, Response, Session
+from traffic_replay.format import Body, ClientInfo, Header, Request, Response, Scheme, Session
 
 __all__ = ["ClientKey", "Exchange", "SessionKey", "Sessionizer", "build_session"]
 
@@ -136,7 +136,7 @@ def build_session(key: ClientKey, exchanges: list[Exchange], session_id: str | N
         Request(
             offset_ms=round((e.started - t0) * 1000, 3),
             duration_ms=round(max(e.finished - e.started, 0.0) * 1000, 3),
-            method=e.method, scheme=e.scheme, host=e.host, port=e.port, path=e.path,
+            method=e.method, scheme=cast(Scheme, e.scheme), host=e.host, port=e.port, path=e.path,
             http_version=e.http_version, headers=e.headers, body=e.body, response=e.response,
         )
         for e in ordered

@@ -24,7 +24,7 @@ from pathlib import Path
 import httpx
 
 from traffic_replay.demo.target import DEMO_PASSWORD
-from traffic_replay.format import load_recordings, write_session
+from traffic_replay.format import load_recordings, replace, write_session
 from traffic_replay.redacted import DEMO_SECRETS, KEY_FILE, placeholder, secret_env_name
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -164,7 +164,7 @@ def main() -> None:
                                     f"{secret_env_name(redacted)}={DEMO_PASSWORD}\n")
     for session in sessions:
         name, weight = by_agent[session.client.user_agent or ""]
-        write_session(session.model_copy(update={"name": name, "weight": weight}), out)
+        write_session(replace(session, name=name, weight=weight), out)
         print(f"{name}: {len(session.requests)} requests, weight {weight:g}")
     shutil.rmtree(work)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from traffic_replay.format import Body, Request, Response, Session
+from traffic_replay.format import Body, Request, Response, Session, replace
 
 
 def make_request(path: str = "/items/1", method: str = "GET", status: int = 200, offset_ms: float = 0.0,
@@ -30,4 +30,4 @@ def answered(request: Request, body: str = "", content_type: str = "application/
     """``request`` with the recorded response replaced."""
     response = Response(status=status, duration_ms=1, headers=[("Content-Type", content_type), *(headers or [])],
                         body=Body.from_bytes(body.encode(), content_type) if body else None)
-    return request.model_copy(update={"response": response})
+    return replace(request, response=response)

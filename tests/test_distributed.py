@@ -24,7 +24,7 @@ from typing import Any
 import orjson
 import pytest
 
-from traffic_replay.format import Body, Response, load_recordings, load_session, write_session
+from traffic_replay.format import Body, Response, load_recordings, load_session, replace, write_session
 from traffic_replay.redacted import DEMO_SECRETS, read_env_file
 
 from factories import make_request, make_session
@@ -136,7 +136,7 @@ def _settings_recordings(directory: Path) -> None:
                               body=Body.from_bytes(b'{"items": [{"id": 1, "name": "Item 77"}], "page": 1}',
                                                    "application/json"))
     requests = [
-        api.model_copy(update={"response": recorded_items}),
+        replace(api, response=recorded_items),
         # the rule replaces 77 with the live item number
         make_request("/items?label=77", host=main.host, port=main.port, offset_ms=3000.0),
         make_request("/items/3", host="cdn.example", port=443, offset_ms=6000.0),  # mapped to a second target
@@ -274,7 +274,7 @@ def _one_request_sessions(directory: Path, count: int, gap_s: float) -> None:
     t0 = datetime(2026, 1, 1, tzinfo=UTC)
     for i in range(count):
         session = make_session([make_request(f"/items?s={i}")], id=f"s{i}", name=f"s{i}")
-        write_session(session.model_copy(update={"started_at": t0 + timedelta(seconds=gap_s * i)}), directory)
+        write_session(replace(session, started_at=t0 + timedelta(seconds=gap_s * i)), directory)
 
 
 def test_the_timeline_replays_each_session_once_per_round_across_workers(run: Run, demo_target: str,

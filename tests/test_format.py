@@ -1,7 +1,10 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
+import jsonschema
+import msgspec
 import orjson
 import pytest
 
@@ -19,6 +22,12 @@ from traffic_replay.format import (
 from factories import make_request, make_session
 
 pytestmark = pytest.mark.timeout(30)
+
+
+def _plain(session: Session) -> dict[str, Any]:
+    """A session as the JSON document a file holds."""
+    document: dict[str, Any] = orjson.loads(msgspec.json.encode(session))
+    return document
 
 
 def test_write_then_load_gives_the_same_session(tmp_path: Path) -> None:
@@ -48,7 +57,7 @@ def test_duplicate_headers_keep_their_order(tmp_path: Path) -> None:
 
 
 def test_a_bad_field_is_named_with_the_path(tmp_path: Path) -> None:
-    data = orjson.loads(orjson.dumps(make_session().model_dump(mode="json")))
+    data = _plain(make_session())
     data["requests"][0]["method"] = "get me"
     bad = tmp_path / "bad.json"
     bad.write_bytes(orjson.dumps(data))
@@ -86,7 +95,11 @@ def test_schema_describes_the_file() -> None:
     schema = session_schema()
     assert schema["title"] == "Session"
     assert {"id", "requests", "started_at"} <= set(schema["required"])  # type: ignore[operator]
-    assert Session.model_validate(orjson.loads(orjson.dumps(make_session().model_dump(mode="json"))))
+    jsonschema.validate(_plain(make_session()), schema)
+    bad = _plain(make_session())
+    bad["requests"][0]["port"] = 0
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(bad, schema)
 
 
 def test_a_session_file_is_compact_json_with_one_request_per_line(tmp_path: Path) -> None:
@@ -97,4 +110,37 @@ def test_a_session_file_is_compact_json_with_one_request_per_line(tmp_path: Path
     assert len(lines) == 4 and lines[0].endswith(b'"requests":[') and lines[-1] == b"]}"
     assert [orjson.loads(line.rstrip(b","))["path"] for line in lines[1:3]] == ["/a", "/b"]
     assert load_session(path) == session
-    assert orjson.loads(path.read_bytes()) == orjson.loads(orjson.dumps(session.model_dump(mode="json")))
+    assert orjson.loads(path.read_bytes()) == _plain(session)
+
+
+def test_the_compact_layout_and_any_other_load_the_same(tmp_path: Path) -> None:
+    session = make_session([make_request(f"/items/{i}", body=b'{"n": 1}', content_type="application/json")
+                            for i in range(5)])
+    compact = write_session(session, tmp_path)
+    pretty = tmp_path / "pretty.json"
+    pretty.write_bytes(orjson.dumps(_plain(session), option=orjson.OPT_INDENT_2))
+    one_line = tmp_path / "line.json"
+    one_line.write_bytes(orjson.dumps(_plain(session)))
+    assert load_session(compact) == load_session(pretty) == load_session(one_line) == session
+
+
+def test_a_bad_field_in_a_request_line_is_named_as_in_any_other_layout(tmp_path: Path) -> None:
+    path = write_session(make_session([make_request(f"/items/{i}") for i in range(5)]), tmp_path)
+    path.write_bytes(path.read_bytes().replace(b'"port":8000', b'"port":0', 4).replace(b'"port":0', b'"port":8000', 3))
+    with pytest.raises(SessionFileError) as info:
+        load_session(path)
+    assert str(info.value) == f"{path}: field 'requests.3.port': Expected `int` >= 1"
+    path = write_session(make_session([make_request(f"/items/{i}") for i in range(5)]), tmp_path)
+    path.write_bytes(path.read_bytes()[:-20])  # cut short
+    with pytest.raises(SessionFileError, match="not valid JSON"):
+        load_session(path)
+
+
+def test_what_repeats_across_a_recording_is_held_once(tmp_path: Path) -> None:
+    headers = [("Host", "127.0.0.1:8000"), ("User-Agent", "Mozilla/5.0 (X11; Linux x86_64)")]
+    for n in range(2):
+        write_session(make_session([make_request(f"/a/{i}", headers=headers) for i in range(3)], id=f"s{n}"),
+                      tmp_path)
+    requests = [r for s in load_recordings(tmp_path) for r in s.requests]
+    assert all(r.headers[1] is requests[0].headers[1] for r in requests)
+    assert all(r.method is requests[0].method and r.host is requests[0].host for r in requests)

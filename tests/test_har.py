@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 from pathlib import Path
 
+import msgspec
 import orjson
 import pytest
 
@@ -103,8 +104,7 @@ def test_the_recorder_s_filter_and_redaction_apply(tmp_path: Path) -> None:
                    Redactor(b"k" * 32))
     reasons = [reason for _, _, reason in har.skipped]
     assert reasons.count("excluded") == 1 and reasons.count("static") == 1
-    text = orjson.dumps([x._asdict() for g in har.groups for x in g.exchanges],
-                        default=lambda o: o.__dict__).decode()
+    text = msgspec.json.encode([x._asdict() for g in har.groups for x in g.exchanges]).decode()
     assert "abc.def" not in text and "tok-123" not in text and "Bearer «redacted:" in text
 
 

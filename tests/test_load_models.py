@@ -14,7 +14,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from traffic_replay.format import write_session
+from traffic_replay.format import replace, write_session
 
 from factories import make_request, make_session
 from processes import REPO_ROOT
@@ -99,7 +99,7 @@ def test_the_timeline_starts_sessions_at_their_recorded_times(server: SlowServer
     recordings.mkdir()
     for i in range(3):
         session = make_session([make_request(f"/s{i}", port=port)], id=f"s{i}")
-        write_session(session.model_copy(update={"started_at": t0 + timedelta(seconds=1.2 * i)}), recordings)
+        write_session(replace(session, started_at=t0 + timedelta(seconds=1.2 * i)), recordings)
     _replay(recordings, server.url, tmp_path, "-u", "1", "-r", "1", "-t", "2s", "--timeline", "--speed", "2")
     first = {path: t for path, t in reversed(server.arrivals)}  # the first arrival of each path
     gaps = [first["/s1"] - first["/s0"], first["/s2"] - first["/s1"]]

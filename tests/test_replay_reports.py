@@ -17,7 +17,7 @@ import orjson
 import pytest
 
 from traffic_replay.demo.target import demo_items
-from traffic_replay.format import Request, write_session
+from traffic_replay.format import Request, replace, write_session
 
 from factories import answered, make_request, make_session
 from processes import free_port, target_log
@@ -63,9 +63,9 @@ def _json(path: str, document: dict[str, Any]) -> Request:
 def _secret_session(tmp_path: Path) -> Path:
     """Step 1 sends the secret in a header, step 2 in the query (percent-encoded, as the recorder writes it)."""
     in_query = "/api/items/2?key=%C2%ABredacted%3A0a1b2c3d%C2%BB"
-    return _recording(tmp_path, _json("/api/items/1", demo_items()[1].as_json()).model_copy(update={
-        "headers": [("Host", "127.0.0.1:8000"), ("X-Api-Key", SECRET)]}),
-        _json(in_query, demo_items()[2].as_json()).model_copy(update={"offset_ms": 20.0}), name="needs a key")
+    return _recording(tmp_path, replace(_json("/api/items/1", demo_items()[1].as_json()),
+                headers=[("Host", "127.0.0.1:8000"), ("X-Api-Key", SECRET)]),
+        replace(_json(in_query, demo_items()[2].as_json()), offset_ms=20.0), name="needs a key")
 
 
 def test_a_secret_nobody_supplied_is_refused_before_anything_is_sent(demo_target: str, tmp_path: Path) -> None:

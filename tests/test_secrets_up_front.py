@@ -12,7 +12,7 @@ import pytest
 
 from traffic_replay.correlation import detect
 from traffic_replay.correlation.secrets import Secret, missing_secrets, needed_secrets, session_secrets
-from traffic_replay.format import Response, Session, write_session
+from traffic_replay.format import Response, Session, replace, write_session
 
 from factories import answered, make_request, make_session
 from processes import target_log
@@ -39,8 +39,8 @@ def _login_session() -> Session:
     login = make_request("/login", "POST", status=302, offset_ms=10, content_type=form_type,
                          body=b"username=lin&password=%C2%ABredacted%3A0a1b2c3d%C2%BB",
                          headers=[("Host", "127.0.0.1:8000"), ("Content-Type", form_type)])
-    login = login.model_copy(update={"response": Response(status=302, duration_ms=1, headers=[
-        ("Location", "/account"), ("Set-Cookie", f"demo_sid={SID}; HttpOnly; Path=/")])})
+    login = replace(login, response=Response(status=302, duration_ms=1, headers=[
+        ("Location", "/account"), ("Set-Cookie", f"demo_sid={SID}; HttpOnly; Path=/")]))
     account = make_request("/account", offset_ms=20,
                            headers=[("Host", "127.0.0.1:8000"), ("Cookie", f"demo_sid={SID}")])
     return make_session([form, login, account], id="login", name="log in")

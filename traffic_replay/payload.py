@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
 import orjson
 from pydantic import TypeAdapter, ValidationError
 
@@ -32,8 +33,22 @@ from traffic_replay.userdata import columns_by_recorded, load_rows
 PAYLOAD_VERSION = 1
 SECRET_PREFIX = "REPLAY_SECRET_"
 
-_SESSIONS = TypeAdapter(list[Session])
 _RULES = TypeAdapter(list[Rule])
+
+
+class _Version(msgspec.Struct):
+    version: int
+
+
+class _Document(msgspec.Struct, forbid_unknown_fields=True):
+    """The payload's JSON: sessions decoded (and validated) by the session format's own structs."""
+
+    version: int
+    settings: dict[str, Any]
+    sessions: list[Session]
+    rules: list[dict[str, Any]]
+    rows: list[dict[str, str]]
+    secrets: dict[str, str]
 
 
 class PayloadError(ConfigError):
@@ -62,15 +77,15 @@ class Payload:
 
     @classmethod
     def of(cls, workload: Workload) -> Payload:
-        document = {
-            "version": PAYLOAD_VERSION,
-            "settings": orjson.loads(workload.settings.serialised()),
-            "sessions": _SESSIONS.dump_python(workload.sessions, mode="json"),
-            "rules": _RULES.dump_python(workload.rules, mode="json", by_alias=True, exclude_none=True),
-            "rows": workload.rows,
-            "secrets": workload.secrets,
-        }
-        blob = zlib.compress(orjson.dumps(document), 6)
+        document = _Document(
+            version=PAYLOAD_VERSION,
+            settings=orjson.loads(workload.settings.serialised()),
+            sessions=workload.sessions,
+            rules=_RULES.dump_python(workload.rules, mode="json", by_alias=True, exclude_none=True),
+            rows=workload.rows,
+            secrets=workload.secrets,
+        )
+        blob = zlib.compress(msgspec.json.encode(document), 6)
         return cls(blob, hashlib.sha256(blob).hexdigest())
 
     def message(self) -> dict[str, Any]:
@@ -90,19 +105,20 @@ class Payload:
         if actual != self.digest:
             raise PayloadError(f"the master's payload is damaged: digest {actual[:12]}, expected {self.digest[:12]}")
         try:
-            document = orjson.loads(zlib.decompress(self.blob))
-            version = document.get("version")
+            raw = zlib.decompress(self.blob)
+            version = msgspec.json.decode(raw, type=_Version).version
             if version != PAYLOAD_VERSION:
                 raise PayloadError(f"the master's payload is version {version}; this worker reads "
                                    f"{PAYLOAD_VERSION}: run the same traffic-replay on both")
+            document = msgspec.json.decode(raw, type=_Document)
             return Workload(
-                settings=Settings.from_serialised(orjson.dumps(document["settings"]), local),
-                sessions=_SESSIONS.validate_python(document["sessions"]),
-                rules=_RULES.validate_python(document["rules"]),
-                rows=document["rows"],
-                secrets=document["secrets"],
+                settings=Settings.from_serialised(orjson.dumps(document.settings), local),
+                sessions=document.sessions,
+                rules=_RULES.validate_python(document.rules),
+                rows=document.rows,
+                secrets=document.secrets,
             )
-        except (zlib.error, orjson.JSONDecodeError, KeyError, AttributeError, ValidationError) as e:
+        except (zlib.error, msgspec.MsgspecError, ValidationError) as e:
             raise PayloadError(f"the master's payload cannot be read: {e}") from e
 
 
