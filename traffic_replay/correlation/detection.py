@@ -29,7 +29,7 @@ Pure Python: no mitmproxy, no locust.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Literal, NamedTuple
@@ -37,15 +37,18 @@ from urllib.parse import unquote_plus
 
 from traffic_replay.correlation.model import ENCODERS, Correlation, Encoding, Source, Use
 from traffic_replay.correlation.places import (
+    CACHED_BODY,
     MIN_PART,
     SCHEMED,
     SKIPPED_REQUEST_HEADERS,
     Field,
     Offer,
-    fields,
+    body_fields,
+    header_fields,
     json_leaves,
     offers,
     parts,
+    path_fields,
     singular,
     stem,
 )
@@ -147,15 +150,55 @@ def _echoes(offer: Offer, sent_as: set[str] | None) -> bool:
     return len(offer.value) >= MIN_PART or "/" in sent_as or offer.key in sent_as
 
 
-def _sends(request: Request) -> Iterator[tuple[str, Field, tuple[int, int] | None]]:
+Send = tuple[str, Field, tuple[int, int] | None]
+
+
+def _field_sends(f: Field, add: Callable[[Send], None]) -> None:
+    value = f.value
+    if value:
+        add((value, f, None))
+    if len(value) <= MIN_PART or (f.place == "header" and SCHEMED.match(value)):
+        return  # "Bearer xyz": the scheme is no value, and the credential is a field of its own
+    for start, end in parts(value):
+        add((value[start:end], f, (start, end)))
+
+
+@lru_cache(maxsize=65536)
+def _header_sends(name: str, value: str) -> tuple[Send, ...]:
+    # Most header pairs of a recording repeat on every request: worked out once.
+    found: list[Send] = []
+    for f in header_fields(name, value):
+        _field_sends(f, found.append)
+    return tuple(found)
+
+
+@lru_cache(maxsize=65536)
+def _path_sends(path: str) -> tuple[Send, ...]:
+    # The same paths come back again and again (every user's GET /api/cart).
+    found: list[Send] = []
+    for f in path_fields(path):
+        _field_sends(f, found.append)
+    return tuple(found)
+
+
+@lru_cache(maxsize=4096)
+def _body_sends(content_type: str, data: str) -> tuple[Send, ...]:
+    found: list[Send] = []
+    for f in body_fields(content_type, data):
+        _field_sends(f, found.append)
+    return tuple(found)
+
+
+def _sends(request: Request) -> list[Send]:
     """Every value ``request`` sends at a structural place: whole, or a delimited part (its span)."""
-    for f in fields(request):
-        if f.value:
-            yield f.value, f, None
-        if f.place == "header" and SCHEMED.match(f.value):
-            continue  # "Bearer xyz": the scheme is no value, and the credential is a field of its own
-        for start, end in parts(f.value):
-            yield f.value[start:end], f, (start, end)
+    found = list(_path_sends(request.path))
+    for name, value in request.headers:
+        found.extend(_header_sends(name, value))
+    body = request.body
+    if body is not None and body.encoding == "text":
+        sends = _body_sends if len(body.data) <= CACHED_BODY else _body_sends.__wrapped__
+        found.extend(sends(body.content_type or "", body.data))
+    return found
 
 
 def _context(f: Field) -> frozenset[str]:
@@ -250,7 +293,7 @@ def analyse(session: Session) -> Analysis:
     found: dict[tuple[str, Source], Correlation] = {}
     rejected: dict[str, Rejected] = {}
     for step, request in enumerate(session.requests):
-        sends = list(_sends(request))
+        sends = _sends(request)
         placed: set[tuple[str, str, str, tuple[int, int] | None, str | None]] = set()
         for value, f, inner in sends:
             candidates = offered.get(value)
@@ -268,23 +311,32 @@ def analyse(session: Session) -> Analysis:
             if where not in placed:
                 placed.add(where)
                 found.setdefault((value, best.offer.source), Correlation(value, [best.offer.source])).uses.append(use)
-        here: dict[str, set[str]] = {}  # what this request sent: value -> its keys ("/": a path segment)
         for value, f, _ in sends:
-            sent.setdefault(value, {}).setdefault(f.key, step)
-            here.setdefault(value, set()).add(f.key if f.keyed else "/")
+            # (a repeated header pair changes nothing here: its first step is kept)
+            keys = sent.get(value)
+            if keys is None:
+                sent[value] = {f.key: step}
+            elif f.key not in keys:
+                keys[f.key] = step
         response = request.response
-        creation = request.method in ("POST", "PUT") or (response is not None and response.status == 201)
+        if response is None:
+            continue
+        creation = request.method in ("POST", "PUT") or response.status == 201
+        mine: set[str] | None = None  # what this request sent: an answer that has it may be an echo
         seen: set[tuple[str, Source]] = set()
         for offer in offers(request, step):
             value = offer.value
-            if not value or (value, offer.source) in seen or value in owned:
+            if not value or value in owned or (value, offer.source) in seen:
                 continue
             seen.add((value, offer.source))
             if len(value) >= MIN_PART and value in sent and value not in offered:
                 owned.add(value)  # the client's own: a typed name, a search term
                 continue
+            if mine is None:
+                mine = {v for v, _, _ in sends}
+            here = {f.key if f.keyed else "/" for v, f, _ in sends if v == value} if value in mine else None
             candidates = offered.setdefault(value, [])
-            candidates.append(_Candidate(offer, creation or offer.located, _echoes(offer, here.get(value))))
+            candidates.append(_Candidate(offer, creation or offer.located, _echoes(offer, here)))
             first_offered.setdefault(value, step)
             if len(candidates) > MAX_CANDIDATES:  # a "1" in every page: keep the choice per use bounded
                 # ...but keep what created things: it outranks any number of later echoes.

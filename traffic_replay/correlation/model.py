@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, NamedTuple
 from urllib.parse import quote, quote_plus
 
 ExtractKind = Literal["json", "header", "html_input", "html_meta", "cookie", "regex"]
@@ -17,9 +17,11 @@ ENCODERS: dict[Encoding, Callable[[str], str]] = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class Source:
-    """Where a value can be read from the response of request ``step`` (0-based)."""
+class Source(NamedTuple):
+    """Where a value can be read from the response of request ``step`` (0-based).
+
+    A tuple: the detector makes one for every value of every answer and hashes it.
+    """
 
     step: int
     kind: ExtractKind
