@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections import Counter, defaultdict
 
 from pydantic import BaseModel, Field
@@ -113,28 +114,44 @@ def inspect_sessions(sessions: list[Session], rules: list[Rule] | None = None) -
     )
 
 
-def render_inspection(report: Inspection, console: Console) -> None:
-    sessions = Table(title=f"{len(report.sessions)} sessions, {report.total_requests} requests", title_justify="left")
+SHOWN = 20
+"""Rows of a table (and warnings) shown before the rest is counted: a recording of a busy hour has
+thousands of sessions and correlations, which a terminal cannot show usefully (``--all`` does)."""
+_WARNING_HEAD = re.compile(r"^session '(?:[^'\\]|\\.)*' step \d+: \S+ ")
+
+
+def _more(table: Table, shown: int, total: int, what: str) -> None:
+    if total > shown:
+        table.add_row(f"… {total - shown:,} more {what}", *([""] * (len(table.columns) - 1)))
+
+
+def render_inspection(report: Inspection, console: Console, everything: bool = False) -> None:
+    shown = None if everything else SHOWN
+    sessions = Table(title=f"{len(report.sessions):,} sessions, {report.total_requests:,} requests",
+                     title_justify="left")
     for column in ("session", "name", "requests", "duration s", "hosts", "weight"):
         sessions.add_column(column, justify="right" if column in ("requests", "duration s", "weight") else "left")
-    for s in report.sessions:
+    for s in report.sessions[:shown]:
         sessions.add_row(s.id, s.name, str(s.requests), f"{s.duration_s:.1f}", ", ".join(s.hosts), f"{s.weight:g}")
+    _more(sessions, len(report.sessions[:shown]), len(report.sessions), "sessions")
     console.print(sessions)
     endpoints = Table(title=f"{len(report.endpoints)} endpoints", title_justify="left")
     for column in ("method", "endpoint", "requests", "sessions", "statuses"):
         endpoints.add_column(column, justify="right" if column in ("requests", "sessions") else "left")
-    for e in report.endpoints:
+    for e in report.endpoints[:None if everything else 5 * SHOWN]:
         endpoints.add_row(e.method, e.name, str(e.requests), str(e.sessions),
                           " ".join(f"{k}×{v}" for k, v in e.statuses.items()))
+    _more(endpoints, len(report.endpoints[:None if everything else 5 * SHOWN]), len(report.endpoints), "endpoints")
     console.print(endpoints)
     if report.correlations:
-        table = Table(title=f"{len(report.correlations)} correlations (carried over live at replay)",
+        table = Table(title=f"{len(report.correlations):,} correlations (carried over live at replay)",
                       title_justify="left")
         for column in ("session", "value", "from", "sent in"):
             table.add_column(column)
-        for c in report.correlations:
+        for c in report.correlations[:shown]:
             table.add_row(c.session, c.value, ", ".join(c.sources[:2]) + (" …" if len(c.sources) > 2 else ""),
                           ", ".join(c.uses))
+        _more(table, len(report.correlations[:shown]), len(report.correlations), "correlations")
         console.print(table)
     if report.secrets:
         count = len({s.variable for s in report.secrets})
@@ -142,8 +159,25 @@ def render_inspection(report: Inspection, console: Console) -> None:
                              " or --data-map COLUMN=PLACEHOLDER)", title_justify="left")
         for column in ("placeholder", "variable", "session", "sent in"):
             needed.add_column(column)
-        for secret in report.secrets:
+        for secret in report.secrets[:shown]:
             needed.add_row(secret.placeholder, secret.variable, secret.session, ", ".join(secret.sent_in))
+        _more(needed, len(report.secrets[:shown]), len(report.secrets), "sessions that send secrets")
         console.print(needed)
-    for warning in report.warnings:
-        console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+    for warning, count in _warnings(report.warnings, everything):
+        more = f" [dim](and {count - 1:,} more like it)[/]" if count > 1 else ""
+        console.print(f"[yellow]warning:[/] {warning}{more}", highlight=False)
+    if not everything and len(report.warnings) > SHOWN:
+        console.print(f"{len(report.warnings):,} warnings in all: replay inspect --all shows every one, --json too")
+
+
+def _warnings(warnings: list[str], everything: bool) -> list[tuple[str, int]]:
+    """Every warning, or when there are many, the first of each kind with how many are like it."""
+    if everything or len(warnings) <= SHOWN:
+        return [(w, 1) for w in warnings]
+    first: dict[str, str] = {}
+    alike: Counter[str] = Counter()
+    for warning in warnings:
+        kind = _WARNING_HEAD.sub("", warning)
+        first.setdefault(kind, warning)
+        alike[kind] += 1
+    return [(first[kind], alike[kind]) for kind in list(first)[:SHOWN]]

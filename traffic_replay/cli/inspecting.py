@@ -20,13 +20,16 @@ def inspect(
     directory: Annotated[Path, typer.Argument(help="Recordings directory.")] = Path("recordings"),
     json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
     rules: Annotated[Path | None, typer.Option(help="TOML file of correlation rules.")] = None,
+    everything: Annotated[bool, typer.Option("--all", help=(
+        "Every session, correlation and warning; by default a table stops after its first rows and "
+        "warnings of one kind are counted."))] = False,
 ) -> None:
     """Show the sessions, endpoints, correlations and warnings of a recordings directory."""
     report = inspect_sessions(load_recordings(directory), load_rules(rules) if rules is not None else None)
     if json:
         sys.stdout.write(orjson.dumps(report.model_dump(mode="json"), option=orjson.OPT_INDENT_2).decode() + "\n")
     else:
-        render_inspection(report, out)
+        render_inspection(report, out, everything)
 
 
 @app.command()

@@ -29,6 +29,7 @@ Pure Python: no mitmproxy, no locust.
 from __future__ import annotations
 
 import re
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -43,12 +44,14 @@ from traffic_replay.correlation.places import (
     SKIPPED_REQUEST_HEADERS,
     Field,
     Offer,
+    Offered,
     body_fields,
     header_fields,
     json_leaves,
-    offers,
+    make_offer,
     parts,
     path_fields,
+    raw_offers,
     singular,
     stem,
 )
@@ -135,6 +138,24 @@ class _Candidate:
         """Does it look like the server chose the value? Only then is a rejection worth a warning."""
         offer = self.offer
         return _placed(offer) or holds_ids(offer.key) or (self.creation and not self.echo and not offer.located)
+
+
+class _Offers:
+    """The latest offers of one value, newest first; those that created something are kept apart,
+    so that any number of later echoes (a "1" in every page) cannot push them out."""
+
+    __slots__ = ("created", "other")
+
+    def __init__(self) -> None:
+        self.created: deque[_Candidate] = deque(maxlen=MAX_CANDIDATES)
+        self.other: deque[_Candidate] = deque(maxlen=MAX_CANDIDATES)
+
+    def add(self, candidate: _Candidate) -> None:
+        (self.created if candidate.creation and not candidate.echo else self.other).append(candidate)
+
+    def newest_first(self) -> Iterator[_Candidate]:
+        yield from reversed(self.created)
+        yield from reversed(self.other)
 
 
 def _placed(offer: Offer) -> bool:
@@ -237,8 +258,7 @@ class _Choice(NamedTuple):
     doubted: _Candidate | None = None  # the offer a warning names, when the reason is worth one
 
 
-def _choose(value: str, f: Field, whole: bool, candidates: list[_Candidate], first: int, sent: dict[str, int],
-            ) -> _Choice:
+def _choose(value: str, f: Field, whole: bool, candidates: _Offers, first: int, sent: dict[str, int]) -> _Choice:
     if sent.get(f.key, first + 1) <= first:
         return _Choice(None, f"the client sent it as {f.key!r} (step {sent[f.key] + 1}) before any response had it")
     # What the use is about tells a user id 1 from an item id 1; a longer value is rarely two
@@ -248,14 +268,19 @@ def _choose(value: str, f: Field, whole: bool, candidates: list[_Candidate], fir
     best_score: tuple[bool, bool, bool, int] | None = None
     reason: tuple[str, bool] | None = None
     doubted: _Candidate | None = None
-    for c in candidates:
+    # Newest first: once an offer is all of these, only one of the same answer can still beat it
+    # (ties go to the first the answer gave: its body before its headers).
+    ideal = (bool(about), True, True)
+    for c in candidates.newest_first():
+        if best_score is not None and best_score[:3] == ideal and c.offer.source.step < best_score[3]:
+            break
         why = _unconvincing(value, c, f, whole, sent)
         if why is not None:
             if reason is None or (why[1] and not reason[1]):
                 reason, doubted = why, c
             continue
         score = (bool(about & c.offer.context), c.creation and not c.echo, not c.echo, c.offer.source.step)
-        if best_score is None or score > best_score:
+        if best_score is None or score >= best_score:
             best, best_score = c, score
     if best is not None and best.echo:
         # Only answers that repeat what their own request sent: the client chose the value.
@@ -286,18 +311,21 @@ def _use(step: int, request: Request, f: Field, value: str, inner: tuple[int, in
 
 def analyse(session: Session) -> Analysis:
     """The correlations of one session, in the order their first use appears, and what was rejected."""
-    offered: dict[str, list[_Candidate]] = {}  # the latest MAX_CANDIDATES offers of each value
+    offered: dict[str, _Offers] = {}
     first_offered: dict[str, int] = {}
     sent: dict[str, dict[str, int]] = {}  # value -> the names the client sent it under -> first step
     owned: set[str] = set()  # values the client sent before any response had them
     found: dict[tuple[str, Source], Correlation] = {}
     rejected: dict[str, Rejected] = {}
+    # Only what some request sends can be carried over: one pass to know those values first.
+    sendable = {value for request in session.requests for value, _, _ in _sends(request)}
+    sendable.discard("")
     for step, request in enumerate(session.requests):
         sends = _sends(request)
         placed: set[tuple[str, str, str, tuple[int, int] | None, str | None]] = set()
         for value, f, inner in sends:
             candidates = offered.get(value)
-            if not candidates:
+            if candidates is None:
                 continue
             best, reason, doubted = _choose(value, f, inner is None, candidates, first_offered[value],
                                             sent.get(value, {}))
@@ -323,24 +351,24 @@ def analyse(session: Session) -> Analysis:
             continue
         creation = request.method in ("POST", "PUT") or response.status == 201
         mine: set[str] | None = None  # what this request sent: an answer that has it may be an echo
-        seen: set[tuple[str, Source]] = set()
-        for offer in offers(request, step):
-            value = offer.value
-            if not value or value in owned or (value, offer.source) in seen:
-                continue
-            seen.add((value, offer.source))
+        seen: set[Offered] = set()
+        for found_here in raw_offers(request):
+            value = found_here[0]
+            if value not in sendable or value in owned or found_here in seen:
+                continue  # (most of what an answer says is never sent back: no object is made for it)
+            seen.add(found_here)
+            offer = make_offer(found_here, step, request.path)
             if len(value) >= MIN_PART and value in sent and value not in offered:
                 owned.add(value)  # the client's own: a typed name, a search term
                 continue
             if mine is None:
                 mine = {v for v, _, _ in sends}
             here = {f.key if f.keyed else "/" for v, f, _ in sends if v == value} if value in mine else None
-            candidates = offered.setdefault(value, [])
-            candidates.append(_Candidate(offer, creation or offer.located, _echoes(offer, here)))
-            first_offered.setdefault(value, step)
-            if len(candidates) > MAX_CANDIDATES:  # a "1" in every page: keep the choice per use bounded
-                # ...but keep what created things: it outranks any number of later echoes.
-                del candidates[next((i for i, c in enumerate(candidates) if not c.creation or c.echo), 0)]
+            candidates = offered.get(value)
+            if candidates is None:
+                candidates = offered[value] = _Offers()
+                first_offered[value] = step
+            candidates.add(_Candidate(offer, creation or offer.located, _echoes(offer, here)))
     for value in {c.value for c in found.values()}:
         rejected.pop(value, None)
     return Analysis(list(found.values()), list(rejected.values()))

@@ -120,18 +120,31 @@ def json_leaves(node: object, path: str = "") -> list[tuple[str, str]]:
 
 
 def _leaves(node: object, path: str, add: Callable[[tuple[str, str]], None]) -> None:
-    # A list, not nested generators: two to three times faster for the small answers of an API.
-    if type(node) is str:
-        add((path, node))
-    elif isinstance(node, dict):
+    # A list, not nested generators, and the scalars of an object or array added where they
+    # stand, not by a call each: most of an API's answer is objects of scalars.
+    if isinstance(node, dict):
         for key, child in node.items():
-            _leaves(child, f"{path}.{key}" if path else key, add)
+            at = f"{path}.{key}" if path else key
+            kind = type(child)
+            if kind is str:
+                add((at, child))
+            elif kind is int:
+                add((at, str(child)))
+            elif kind is dict or kind is list:
+                _leaves(child, at, add)
     elif isinstance(node, list):
         for index, child in enumerate(node):
-            _leaves(child, f"{path}.{index}" if path else str(index), add)
-    elif isinstance(node, int) and not isinstance(node, bool):
-        add((path, str(node)))
-    elif isinstance(node, str):
+            at = f"{path}.{index}" if path else str(index)
+            kind = type(child)
+            if kind is str:
+                add((at, child))
+            elif kind is int:
+                add((at, str(child)))
+            elif kind is dict or kind is list:
+                _leaves(child, at, add)
+    elif type(node) is str:
+        add((path, node))
+    elif type(node) is int:
         add((path, str(node)))
 
 
@@ -174,32 +187,40 @@ class _FormValues(HTMLParser):
 
 # What an answer offers, before it is known which step gave it: (value, kind, source key,
 # key, prefix, suffix, located). Recordings repeat their answers and headers a great deal.
-_Offered = tuple[str, ExtractKind, str, str, str, str, bool]
+Offered = tuple[str, ExtractKind, str, str, str, str, bool]
+"""(value, kind, source key, key, prefix, suffix, located)"""
 CACHED_BODY = 4096  # longer answers are rarely repeated, and would crowd the cache
 
 
 def offers(request: Request, step: int) -> Iterator[Offer]:
     """Every value the response of ``request`` hands out at a structural place, body first."""
+    for value, kind, source_key, key, prefix, suffix, located in raw_offers(request):
+        yield Offer(value, Source(step, kind, source_key, prefix, suffix), key, request.path, located)
+
+
+def raw_offers(request: Request) -> Iterator[Offered]:
+    """What ``offers`` yields, as plain tuples, before it is known which step gave them: a detector
+    that looks only for some values makes objects of those alone (``make_offer``)."""
     response = request.response
     if response is None:
         return
-    about = request.path
     body = response.body
     # Body values first: a JSON path outlives the wording of a header.
-    found: tuple[_Offered, ...] = ()
     if body is not None and body.encoding == "text" and not body.truncated:
         ctype = body.content_type or ""
-        found = _body_offers(ctype, body.data) if len(body.data) <= CACHED_BODY else \
-            _body_offers.__wrapped__(ctype, body.data)
-    for value, kind, source_key, key, prefix, suffix, located in found:
-        yield Offer(value, Source(step, kind, source_key, prefix, suffix), key, about, located)
+        yield from (_body_offers(ctype, body.data) if len(body.data) <= CACHED_BODY else
+                    _body_offers.__wrapped__(ctype, body.data))
     for name, header in response.headers:
-        for value, kind, source_key, key, prefix, suffix, located in _header_offers(name, header):
-            yield Offer(value, Source(step, kind, source_key, prefix, suffix), key, about, located)
+        yield from _header_offers(name, header)
+
+
+def make_offer(found: Offered, step: int, path: str) -> Offer:
+    value, kind, source_key, key, prefix, suffix, located = found
+    return Offer(value, Source(step, kind, source_key, prefix, suffix), key, path, located)
 
 
 @lru_cache(maxsize=4096)
-def _body_offers(content_type: str, data: str) -> tuple[_Offered, ...]:
+def _body_offers(content_type: str, data: str) -> tuple[Offered, ...]:
     ctype = content_type.lower()
     if "json" in ctype:
         try:
@@ -215,7 +236,7 @@ def _body_offers(content_type: str, data: str) -> tuple[_Offered, ...]:
 
 
 @lru_cache(maxsize=65536)
-def _header_offers(name: str, value: str) -> tuple[_Offered, ...]:
+def _header_offers(name: str, value: str) -> tuple[Offered, ...]:
     lower = name.lower()
     if lower == "set-cookie":
         cookie, cookie_value = set_cookie_pair(value)
@@ -227,7 +248,7 @@ def _header_offers(name: str, value: str) -> tuple[_Offered, ...]:
     return ()
 
 
-def _location_offers(name: str, value: str) -> Iterator[_Offered]:
+def _location_offers(name: str, value: str) -> Iterator[Offered]:
     # Ids hide in the path and query of a redirect target: each segment and query value is one.
     split = urlsplit(value)
     begin = len(f"{split.scheme}://{split.netloc}") if split.netloc else 0
