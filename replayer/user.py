@@ -10,6 +10,8 @@ from when the recording says they should have been sent (the "intended" latency)
 
 from __future__ import annotations
 
+import functools
+import gc
 import logging
 import random
 import time
@@ -51,6 +53,7 @@ class ReplayUser(FastHttpUser):
         if not replay.ready.wait(PAYLOAD_WAIT_S):
             logger.error(f"no payload from the master in {PAYLOAD_WAIT_S:g} s: a user stops")
             raise StopUser()
+        _settle()
         self.log = replay.log
         self.settings = replay.settings
         self.sessions, self.cum_weights = replay.sessions, replay.cum_weights
@@ -112,7 +115,13 @@ class ReplayUser(FastHttpUser):
     # One session --------------------------------------------------------------------
 
     def _replay(self, session: PreparedSession, client: FastHttpSession, due: float | None) -> None:
-        """Send a session's steps in order; ``due`` is its intended start in the open models."""
+        """Send a session's steps in order; ``due`` is its intended start in the open models.
+
+        Each step's request is built before its wait, so that it leaves when it is due. In
+        the closed model the wait ends at a deadline: when the previous response ended plus
+        the think time, so that the work between the response and the wait (checks,
+        extraction, the stats event) and a late wake-up are not added on top of it.
+        """
         log = self.log
         log.started += 1
         if session.missing is not None:
@@ -124,29 +133,33 @@ class ReplayUser(FastHttpUser):
             values[var], live[var] = self.row[column], True
         state = (session, client, Sender(client, self.environment.events.request.fire), values, live)
         failed = False
-        began = time.perf_counter()
+        began = answered = time.perf_counter()
         steps = session.steps
         parallel = self.settings.parallel_overlaps
         i, n = 0, len(steps)
         while i < n:
             step = steps[i]
+            request = self._request(state, step)
             if due is None:
                 if step.think:
-                    gevent.sleep(step.think)
+                    _sleep_until(answered + step.think)
             else:
-                gevent.sleep(max(due + step.at - time.perf_counter(), 0))
+                _sleep_until(due + step.at)
             if parallel and i + 1 < n and steps[i + 1].overlaps:
                 j = i + 1
                 while j < n and steps[j].overlaps:
                     j += 1
                 # The browser sent these before the first had its answer: send them alongside it.
-                others = [gevent.spawn(self._send_at, state, s, s.at - step.at, due) for s in steps[i + 1:j]]
-                failed |= self._send(state, step, due)
+                others = [gevent.spawn(self._send_at, state, s, time.perf_counter() + s.at - step.at, due)
+                          for s in steps[i + 1:j]]
+                failed |= self._send(state, step, request, due)
                 gevent.joinall(others)
                 failed |= any(g.value for g in others)
+                answered = time.perf_counter()
                 i = j
                 continue
-            failed |= self._send(state, step, due)
+            failed |= self._send(state, step, request, due)
+            answered = time.perf_counter()
             i += 1
         if failed:
             log.failed += 1
@@ -156,19 +169,27 @@ class ReplayUser(FastHttpUser):
             request_type=SESSION, name=session.name, response_time=(time.perf_counter() - began) * 1000,
             response_length=0, exception=CatchResponseError("a step failed") if failed else None, context={})
 
-    def _send_at(self, state: tuple[Any, ...], step: Step, delay: float, due: float | None) -> bool:
-        gevent.sleep(max(delay, 0))
-        return self._send(state, step, due)
+    def _send_at(self, state: tuple[Any, ...], step: Step, deadline: float, due: float | None) -> bool:
+        _sleep_until(deadline)
+        return self._send(state, step, self._request(state, step), due)
 
-    def _send(self, state: tuple[Any, ...], step: Step, due: float | None) -> bool:
-        """Send one step; True when it failed."""
-        session, client, sender, values, live = state
+    def _request(self, state: tuple[Any, ...], step: Step) -> tuple[str, dict[str, str], bytes | None] | None:
+        """What to send for one step (URL, headers, body) with the live values so far; None when it is skipped."""
         if step.skip is not None:
-            self.log.skip(step.skip)
-            return False
-        url, headers, body = step.url, step.headers, step.body
+            return None
         if step.patch is not None:
-            url, headers, body = self._patched(session, step, values, live)
+            session, _client, _sender, values, live = state
+            return self._patched(session, step, values, live)
+        return step.url, step.headers, step.body
+
+    def _send(self, state: tuple[Any, ...], step: Step, request: tuple[str, dict[str, str], bytes | None] | None,
+              due: float | None) -> bool:
+        """Send one step's ``request``; True when it failed."""
+        session, client, sender, values, live = state
+        if request is None:  # skipped
+            self.log.skip(step.skip or "")
+            return False
+        url, headers, body = request
         failed: bool
         response, failed = sender(step.method, url, step.name, headers, body, step.expected, step.label)
         status = response.status_code
@@ -209,6 +230,28 @@ class ReplayUser(FastHttpUser):
         self.log.failed += 1
         # A missing secret fails every time: pace the failures instead of spinning on them.
         gevent.sleep(1.0)
+
+
+@functools.cache
+def _settle() -> None:
+    """Once per process, as its first user starts: what is loaded by now (the prepared sessions,
+    Locust, the libraries) moves out of the garbage collector's reach. A full collection would
+    otherwise walk all of it, tens of milliseconds for a small recording and more for a large
+    one, while every user waits; they live as long as the process anyway."""
+    gc.freeze()
+
+
+_HALF_TICK_S = 0.0005
+"""libev rounds each wait up to a whole millisecond (epoll_wait takes milliseconds): a wait
+ends between 0 and 1 ms late. Aiming half a millisecond early centres that on the deadline."""
+
+
+def _sleep_until(deadline: float) -> None:
+    """Wait until ``deadline`` (``time.perf_counter()``), give or take half a millisecond; at once
+    when it is that close or has passed."""
+    remaining = deadline - time.perf_counter() - _HALF_TICK_S
+    if remaining > 0:
+        gevent.sleep(remaining)
 
 
 def _cookie(client: FastHttpSession, name: str) -> str | None:
