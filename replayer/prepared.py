@@ -158,8 +158,9 @@ def _patch(step: Step, request: Request, uses: list[tuple[int, Use, str]], base:
         return needles, spans, leaves
     needles, spans, _ = holes("path")
     path = build_template(request.path, needles, spans)
+    named = {use.name.lower() for _, use, _ in uses if use.place == "header"}
     headers = tuple((name, t) for name, value in step.headers.items()
-                    if (t := build_template(value, holes("header", name)[0])) is not None)
+                    if name.lower() in named and (t := build_template(value, holes("header", name)[0])) is not None)
     body = None
     if request.body is not None and request.body.encoding == "text":
         needles, spans, leaves = holes("body")

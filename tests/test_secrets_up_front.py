@@ -123,3 +123,15 @@ def test_only_what_no_correlation_no_response_and_no_data_column_supplies_is_nee
     assert session_secrets(login, detect(login)) == [secret]
     assert missing_secrets([secret], {VARIABLE: ""}) == [], "an empty value is a value"
     assert missing_secrets([secret], {}) == [secret]
+
+
+def test_a_placeholder_an_answer_spells_with_escapes_is_handed_out_not_asked_for(tmp_path: Path) -> None:
+    """``ensure_ascii`` JSON and HTML entities spell « » otherwise: the answer still has the token."""
+    token = "«redacted:0a1b2c3d»"
+    for spelled, ctype in ((orjson.dumps({"token": token}).decode().replace("«", "\\u00ab").replace("»", "\\u00bb"),
+                            "application/json"),
+                           ('<input type="hidden" name="t" value="&laquo;redacted:0a1b2c3d&raquo;">', "text/html")):
+        login = answered(make_request("/login", "POST"), spelled, ctype)
+        use = make_request("/account", offset_ms=10, headers=[("Host", "127.0.0.1:8000"), ("X-Token", token)])
+        assert needed_secrets([make_session([login, use])]) == []
+    assert [s.env for s in needed_secrets([make_session([use])])] == ["REPLAY_SECRET_0A1B2C3D"]

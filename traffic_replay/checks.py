@@ -25,7 +25,7 @@ import httpx
 
 from traffic_replay.correlation import detect
 from traffic_replay.errors import TargetError
-from traffic_replay.format import Request, Session
+from traffic_replay.format import Request, Session, replace
 from traffic_replay.hosts import host_key, primary_host, unreplayable
 from traffic_replay.redacted import PLACEHOLDER
 
@@ -96,8 +96,12 @@ def probe_requests(sessions: Sequence[Session], limit: int = MAX_PROBES) -> list
         candidates = [step for step, r in enumerate(session.requests) if _probeable(r, primary)]
         if not candidates:
             continue
-        correlated = {use.step for c in detect(session) for use in c.uses}
-        first = next((step for step in candidates if step not in correlated), None)
+        # A use depends only on what came before it: the steps up to the last candidate looked at
+        # are enough (a session of a million requests is not analysed for a health check).
+        looked_at = candidates[:MAX_PROBES * 2]
+        prefix = replace(session, requests=session.requests[:looked_at[-1] + 1])
+        correlated = {use.step for c in detect(prefix) for use in c.uses}
+        first = next((step for step in looked_at if step not in correlated), None)
         if first is not None:
             request = session.requests[first]
             probes[(request.method, request.path)] = None

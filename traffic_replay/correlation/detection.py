@@ -29,7 +29,6 @@ Pure Python: no mitmproxy, no locust.
 from __future__ import annotations
 
 import re
-from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -147,15 +146,24 @@ class _Offers:
     __slots__ = ("created", "other")
 
     def __init__(self) -> None:
-        self.created: deque[_Candidate] = deque(maxlen=MAX_CANDIDATES)
-        self.other: deque[_Candidate] = deque(maxlen=MAX_CANDIDATES)
+        self.created: list[_Candidate] | None = None  # (rare: made when first needed)
+        self.other: list[_Candidate] = []
 
     def add(self, candidate: _Candidate) -> None:
-        (self.created if candidate.creation and not candidate.echo else self.other).append(candidate)
+        if candidate.creation and not candidate.echo:
+            if self.created is None:
+                self.created = []
+            kept = self.created
+        else:
+            kept = self.other
+        kept.append(candidate)
+        if len(kept) >= 2 * MAX_CANDIDATES:  # trimmed now and then, not at every offer
+            del kept[:MAX_CANDIDATES]
 
     def newest_first(self) -> Iterator[_Candidate]:
-        yield from reversed(self.created)
-        yield from reversed(self.other)
+        if self.created is not None:
+            yield from reversed(self.created[-MAX_CANDIDATES:])
+        yield from reversed(self.other[-MAX_CANDIDATES:])
 
 
 def _placed(offer: Offer) -> bool:

@@ -11,6 +11,7 @@ each session's first request for the whole run.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from urllib.parse import unquote_plus
@@ -46,6 +47,10 @@ def _sent(request: Request) -> Iterable[str]:
     return (m.group() for _, _, text in request_texts(request) for m in PLACEHOLDER.finditer(unquote_plus(text)))
 
 
+# A placeholder as an answer may spell it: JSON escapes (ensure_ascii) or HTML entities for « ».
+_SPELLED = re.compile(r"\\u00ab|\\u00bb|&laquo;|&raquo;|&#171;|&#187;|&#x[aA][bB];|&#x[bB][bB];", re.IGNORECASE)
+
+
 def _handed_out(session: Session) -> set[str]:
     """Placeholders some recorded response has: server-issued values, redacted at record time."""
     found: set[str] = set()
@@ -56,8 +61,14 @@ def _handed_out(session: Session) -> set[str]:
         texts = [value for _, value in response.headers]
         if response.body is not None and response.body.encoding == "text":
             texts.append(response.body.data)
-        found |= {m.group() for text in texts for m in PLACEHOLDER.finditer(text)}
+        for text in texts:
+            if "redacted" in text:
+                found.update(m.group() for m in PLACEHOLDER.finditer(_SPELLED.sub(_unspell, text)))
     return found
+
+
+def _unspell(m: re.Match[str]) -> str:
+    return "«" if m.group().lower() in ("\\u00ab", "&laquo;", "&#171;", "&#xab;") else "»"
 
 
 def _uses(session: Session, value: str) -> list[Use]:
@@ -98,9 +109,9 @@ def needed_secrets(sessions: Iterable[Session], correlate: bool = True, rules: S
         sent = {p for r in session.requests for p in _sent(r)}
         if not sent or not sent - _handed_out(session):
             continue
-        correlations = detect(session) if correlate else []
-        if correlate and rules:
-            correlations = apply_rules(session, list(rules), correlations)
+        # A detected correlation sources a placeholder only when an answer has it, which
+        # ``_handed_out`` sees without detection; a rule may inject over one wherever it likes.
+        correlations = apply_rules(session, list(rules), detect(session)) if correlate and rules else []
         found += session_secrets(session, correlations, data_map)
     return found
 
