@@ -7,10 +7,11 @@ at fault; one bad file never hides the others.
 
 The structs are the one source of truth for the schema (``replay schema``), the
 validation and its errors. msgspec decodes JSON straight into them, checking types and
-constraints as it goes: a tenth of pydantic's time and a third of its memory for the same
-session, which is what lets a million recorded requests load in seconds. Like every
-msgspec struct they are not validated when built in code, only when decoded: the recorder
-builds them from what mitmproxy already parsed, and everything that reads a file decodes it.
+constraints as it goes: with the sharing below, a fifth of pydantic's time and of its peak
+memory for the same recording (100,000 requests: 1.1 s and 94 MiB against 5.5 s and 452 MiB),
+which is what lets a million recorded requests load in seconds. Like every msgspec struct
+they are not validated when built in code, only when decoded: the recorder builds them from
+what mitmproxy already parsed, and everything that reads a file decodes it.
 """
 
 from __future__ import annotations

@@ -122,19 +122,10 @@ def json_leaves(node: object, path: str = "") -> list[tuple[str, str]]:
 def _leaves(node: object, path: str, add: Callable[[tuple[str, str]], None]) -> None:
     # A list, not nested generators, and the scalars of an object or array added where they
     # stand, not by a call each: most of an API's answer is objects of scalars.
-    if isinstance(node, dict):
-        for key, child in node.items():
-            at = f"{path}.{key}" if path else key
-            kind = type(child)
-            if kind is str:
-                add((at, child))
-            elif kind is int:
-                add((at, str(child)))
-            elif kind is dict or kind is list:
-                _leaves(child, at, add)
-    elif isinstance(node, list):
-        for index, child in enumerate(node):
-            at = f"{path}.{index}" if path else str(index)
+    if isinstance(node, dict | list):
+        children = node.items() if isinstance(node, dict) else enumerate(node)
+        for key, child in children:
+            at = f"{path}.{key}" if path else str(key)
             kind = type(child)
             if kind is str:
                 add((at, child))
@@ -192,15 +183,9 @@ Offered = tuple[str, ExtractKind, str, str, str, str, bool]
 CACHED_BODY = 4096  # longer answers are rarely repeated, and would crowd the cache
 
 
-def offers(request: Request, step: int) -> Iterator[Offer]:
-    """Every value the response of ``request`` hands out at a structural place, body first."""
-    for value, kind, source_key, key, prefix, suffix, located in raw_offers(request):
-        yield Offer(value, Source(step, kind, source_key, prefix, suffix), key, request.path, located)
-
-
 def raw_offers(request: Request) -> Iterator[Offered]:
-    """What ``offers`` yields, as plain tuples, before it is known which step gave them: a detector
-    that looks only for some values makes objects of those alone (``make_offer``)."""
+    """Every value the response of ``request`` hands out at a structural place, body first, as plain
+    tuples: a detector that looks only for some values makes offers of those alone (``make_offer``)."""
     response = request.response
     if response is None:
         return
