@@ -43,9 +43,10 @@ from typing import Any
 
 import orjson
 
-from recorder.sessionizer import ClientKey, Exchange, build_session
+from recorder.records import Exchange, exchange_from_plain, plain_dict, validated
+from recorder.sessionizer import ClientKey
+from recorder.writer import default_head, write_exchanges
 from traffic_replay.errors import RecordingError
-from traffic_replay.format import Body, Response, Session, write_session
 
 JOURNAL_DIR = ".journal"
 JOURNAL_VERSION = 1
@@ -55,13 +56,6 @@ class JournalError(RecordingError):
     """The journal cannot be written or read: the recording is not safe."""
 
 
-def _plain(obj: Any) -> Any:
-    # pydantic models (Body, Response) are plain field dicts: far cheaper than model_dump().
-    if hasattr(obj, "__pydantic_fields__"):
-        return obj.__dict__
-    raise TypeError(f"cannot journal {type(obj).__name__}")
-
-
 def _tuples(value: Any) -> Any:
     """JSON arrays back into the tuples a session key is made of."""
     return tuple(_tuples(v) for v in value) if isinstance(value, list) else value
@@ -69,16 +63,12 @@ def _tuples(value: Any) -> Any:
 
 def encode_line(session_id: str, client: ClientKey, exchange: Exchange) -> bytes:
     """One journal line: the session the exchange joined, its client, and the exchange."""
-    return orjson.dumps({"s": session_id, "c": client, "x": exchange._asdict()}, default=_plain) + b"\n"
+    return orjson.dumps({"s": session_id, "c": client, "x": plain_dict(exchange)}) + b"\n"
 
 
 def decode_exchange(data: dict[str, Any]) -> Exchange:
-    """An exchange from its journal form, validated: a damaged line must not make a bad session file."""
-    body = data["body"]
-    return Exchange(**{**data,
-                       "headers": [tuple(h) for h in data["headers"]],
-                       "body": None if body is None else Body.model_validate(body),
-                       "response": Response.model_validate(data["response"])})
+    """An exchange from its journal form (plain data: the recorder wrote it; the session file validates)."""
+    return exchange_from_plain(data)
 
 
 class Spilled:
@@ -229,6 +219,12 @@ class Journal:
             path.unlink(missing_ok=True)  # unlinked while still locked: no recoverer can race us
         self._close_fd()
 
+    def discard(self) -> None:
+        """Close and delete the journal, whatever it holds (its sessions are not wanted)."""
+        if self.path is not None and self._fd >= 0:
+            self.path.unlink(missing_ok=True)  # while still locked, as close() does
+        self._close_fd()
+
     def _close_fd(self) -> None:
         if self._fd >= 0:
             os.close(self._fd)  # drops the flock
@@ -283,7 +279,8 @@ def read_journal(path: Path) -> JournalContents:
         try:
             entry = orjson.loads(line)
             if "x" in entry:
-                exchange = decode_exchange(entry["x"])
+                # Validated here, at recovery: a damaged line must not make a bad session file.
+                exchange = validated(decode_exchange(entry["x"]))
                 client = _tuples(entry["c"])
                 found.exchanges.setdefault(entry["s"], []).append(exchange)
                 found.clients.setdefault(entry["s"], []).append(client)
@@ -303,16 +300,16 @@ def _lines(path: Path) -> Iterator[bytes]:
                 yield line
 
 
-def recover(directory: Path, write: Callable[[Session], Path] | None = None) -> Recovered:
+def recover(directory: Path, write: Callable[[str, ClientKey, list[Exchange]], Path] | None = None) -> Recovered:
     """Write the unwritten sessions of every journal in ``directory`` that no live recorder holds.
 
-    ``write`` writes one session (default: atomically into ``directory``).
+    ``write`` writes one session from its id, client and exchanges (default: atomically into ``directory``).
     """
     report = Recovered()
     folder = directory / JOURNAL_DIR
     if not folder.is_dir():
         return report
-    save = write or (lambda s: write_session(s, directory))
+    save = write or (lambda sid, client, exchanges: write_sorted(directory, sid, client, exchanges))
     for path in sorted(folder.glob("*.jsonl")):
         try:
             fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
@@ -335,7 +332,7 @@ def recover(directory: Path, write: Callable[[Session], Path] | None = None) -> 
                     report.skipped_written += 1
                     continue
                 try:
-                    report.sessions.append(save(build_session(client, exchanges, session_id=sid)))
+                    report.sessions.append(save(sid, client, exchanges))
                 except OSError as e:
                     raise JournalError(f"{directory}: cannot write recovered session {sid}: "
                                        f"{e.strerror or e}") from e
@@ -344,6 +341,12 @@ def recover(directory: Path, write: Callable[[Session], Path] | None = None) -> 
         finally:
             os.close(fd)
     return report
+
+
+def write_sorted(directory: Path, session_id: str, client: ClientKey, exchanges: list[Exchange]) -> Path:
+    """A session file of exchanges held in memory, ordered by request start."""
+    ordered = sorted(exchanges, key=lambda x: x.started)
+    return write_exchanges(directory, default_head(session_id, client, ordered), ordered)
 
 
 def describe(report: Recovered, directory: Path) -> str:

@@ -15,8 +15,9 @@ from mitmproxy.test import taddons
 from recorder.addon import Recorder
 from recorder.journal import JOURNAL_DIR, Journal, JournalError, Spilled, read_journal, recover
 from recorder.journal import main as journal_main
-from recorder.sessionizer import Exchange, Sessionizer
-from traffic_replay.format import Body, Response, Session, load_recordings, write_session
+from recorder.records import ResponseData, body_data
+from recorder.sessionizer import Closed, Exchange, Sessionizer
+from traffic_replay.format import load_recordings, write_session
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -28,9 +29,9 @@ def exchange(path: str, started: float, body: bytes | None = None) -> Exchange:
         started=started, request_end=started + 0.001, finished=started + 0.01, method="POST" if body else "GET",
         scheme="http", host="127.0.0.1", port=8000, path=path, http_version="HTTP/1.1",
         headers=[("Host", "127.0.0.1:8000"), ("X-Dup", "1"), ("X-Dup", "2")],
-        body=Body.from_bytes(body, "application/octet-stream") if body else None,
-        response=Response(status=200, reason="OK", headers=[("Content-Type", "application/json")], duration_ms=9.0,
-                          body=Body.from_bytes(b'{"ok": true}', "application/json")),
+        body=body_data(body, "application/octet-stream") if body else None,
+        response=ResponseData(status=200, reason="OK", headers=[("Content-Type", "application/json")], duration_ms=9.0,
+                              body=body_data(b'{"ok": true}', "application/json")),
     )
 
 
@@ -55,7 +56,7 @@ def test_every_exchange_is_a_line_on_disk_as_it_is_appended(tmp_path: Path) -> N
 
 
 def test_a_killed_recorder_s_sessions_are_recovered_as_the_sessionizer_grouped_them(tmp_path: Path) -> None:
-    written: list[Session] = []
+    written: list[Closed] = []
     journal = Journal(tmp_path)
     sessionizer = Sessionizer(5.0, written.append)
     alice, bob = ("10.0.0.1", "alice"), ("10.0.0.2", "bob")
@@ -63,9 +64,9 @@ def test_a_killed_recorder_s_sessions_are_recovered_as_the_sessionizer_grouped_t
             (alice, exchange("/a3", 120.0))]  # the idle gap closes alice's first session here
     for client, x in feed:
         journal.append(sessionizer.add(client, x), client, x)
-        for session in written:  # as the recorder does once a file is written
-            write_session(session, tmp_path)
-            journal.written(session.id)
+        for closed in written:  # as the recorder does once a file is written
+            write_session(closed.session(), tmp_path)
+            journal.written(closed.id)
         written.clear()
     crash(journal)
     assert [p.name for p in tmp_path.glob("*.json")] != []
@@ -164,8 +165,8 @@ def test_the_addon_journals_each_flow_and_recovers_at_start(tmp_path: Path) -> N
         tctx.configure(killed, replay_dir=str(tmp_path))
         killed.response(timed_flow(b"/one", 100.0))
         killed.response(timed_flow(b"/two", 101.0))
-        assert killed.journal is not None
-        crash(killed.journal)  # no done(): the process died
+        assert killed.pipeline.journal is not None
+        crash(killed.pipeline.journal)  # no done(): the process died
     assert list(tmp_path.glob("*.json")) == []
 
     restarted = Recorder()
@@ -173,7 +174,7 @@ def test_the_addon_journals_each_flow_and_recovers_at_start(tmp_path: Path) -> N
         tctx.configure(restarted, replay_dir=str(tmp_path))
         restarted.open_journal()  # what running() does
         assert [r.path for r in load_recordings(tmp_path)[0].requests] == ["/one", "/two"]
-        restarted.finish()
+        restarted.pipeline.finish()
     assert journals(tmp_path) == []
 
 
@@ -186,7 +187,7 @@ def test_a_journal_write_failure_stops_the_proxy(tmp_path: Path, monkeypatch: py
         monkeypatch.setattr(os, "write", lambda fd, data: (_ for _ in ()).throw(OSError(errno.ENOSPC, "No space")))
         recorder.response(timed_flow(b"/a", 100.0))
         monkeypatch.undo()
-        assert recorder.journal_failed and stopped == [True]
+        assert recorder.pipeline.journal_failed and stopped == [True]
         # What it had is still written out at the end, and the exit is not a success.
         with pytest.raises(SystemExit) as exit_info:
             tctx.master.event_loop.run_until_complete(recorder.done())
@@ -201,8 +202,8 @@ def test_a_journal_fsync_option_must_be_seconds(tmp_path: Path) -> None:
             tctx.configure(recorder, replay_journal_fsync="often")
         tctx.configure(recorder, replay_dir=str(tmp_path), replay_journal_fsync="0")
         recorder.open_journal()
-        assert recorder.journal is not None and recorder.journal.fsync_interval == 0
-        recorder.finish()
+        assert recorder.pipeline.journal is not None and recorder.pipeline.journal.fsync_interval == 0
+        recorder.pipeline.finish()
 
 
 def test_an_open_session_holds_timing_not_the_exchange(tmp_path: Path) -> None:
@@ -213,9 +214,9 @@ def test_an_open_session_holds_timing_not_the_exchange(tmp_path: Path) -> None:
         assert flow.response is not None
         flow.response.content = b"x" * 100_000
         recorder.response(flow)
-        (held,) = [x for s in recorder.sessionizer._open.values() for x in s.exchanges]
+        (held,) = [x for s in recorder.pipeline.sessionizer._open.values() for x in s.exchanges]
         assert isinstance(held, Spilled) and held.exchange is None  # only timing and a journal offset
-        recorder.finish()
+        recorder.pipeline.finish()
     body = load_recordings(tmp_path)[0].requests[0].response.body  # type: ignore[union-attr]
     assert body is not None and body.size == 100_000
 
