@@ -17,7 +17,11 @@ so the journal holds the open sessions, not the whole recording.
 The journal is also what keeps memory flat however long a session runs: while a session
 is open, the sessionizer holds a ``Spilled`` per exchange (its timing and where its line
 is), not the exchange with its headers and bodies; the line is read back when the
-session is written.
+session is written. A line is ``{"s": session, "c": client, "t": [started, request_end,
+finished], "x": request}``, ``x`` being the session file's request without its timing
+(``recorder.records.request_fields``), serialized once: the session file's request line
+is those bytes read back behind the timing, never parsed again. (Lines of version 1
+journals, with the timing inside ``x``, are still read.)
 
 A running recorder holds an exclusive ``flock`` on its journal, which the kernel drops
 when the process dies: ``recover`` takes over any unlocked journal, writes each session
@@ -43,13 +47,13 @@ from typing import Any
 
 import orjson
 
-from recorder.records import Exchange, exchange_from_plain, plain_dict, validated
+from recorder.records import Exchange, exchange_from_fields, request_fields, request_line, spliced, timing, validated
 from recorder.sessionizer import ClientKey
 from recorder.writer import default_head, write_exchanges
 from traffic_replay.errors import RecordingError
 
 JOURNAL_DIR = ".journal"
-JOURNAL_VERSION = 1
+JOURNAL_VERSION = 2
 
 
 class JournalError(RecordingError):
@@ -61,14 +65,21 @@ def _tuples(value: Any) -> Any:
     return tuple(_tuples(v) for v in value) if isinstance(value, list) else value
 
 
-def encode_line(session_id: str, client: ClientKey, exchange: Exchange) -> bytes:
-    """One journal line: the session the exchange joined, its client, and the exchange."""
-    return orjson.dumps({"s": session_id, "c": client, "x": plain_dict(exchange)}) + b"\n"
+def encode_line(session_id: str, client: ClientKey, exchange: Exchange) -> tuple[bytes, int]:
+    """One journal line: the session the exchange joined, its client, and the exchange; and where its ``x`` is."""
+    head = orjson.dumps({"s": session_id, "c": client,
+                         "t": (exchange.started, exchange.request_end, exchange.finished)})[:-1] + b',"x":'
+    return head + orjson.dumps(request_fields(exchange)) + b"}\n", len(head)
 
 
-def decode_exchange(data: dict[str, Any]) -> Exchange:
-    """An exchange from its journal form (plain data: the recorder wrote it; the session file validates)."""
-    return exchange_from_plain(data)
+def decode_exchange(entry: dict[str, Any]) -> Exchange:
+    """An exchange from its journal line (plain data: the recorder wrote it; recovery validates it)."""
+    fields = entry["x"]
+    if "t" not in entry:  # a version 1 line: the timing inside the exchange
+        fields = dict(fields)
+        return exchange_from_fields([fields.pop("started"), fields.pop("request_end"), fields.pop("finished")],
+                                    fields)
+    return exchange_from_fields(entry["t"], fields)
 
 
 class Spilled:
@@ -88,11 +99,12 @@ class Spilled:
     def spilled(self, journal: Journal, where: tuple[int, int]) -> None:
         self.journal, (self.offset, self.length), self.exchange = journal, where, None
 
-    def restore(self) -> Exchange:
+    def line(self, t0: float) -> bytes:
+        """The exchange's request line in a session file that starts at ``t0``."""
         if self.exchange is not None:
-            return self.exchange
+            return request_line(self.exchange, t0)
         assert self.journal is not None
-        return self.journal.load(self.offset, self.length)
+        return spliced(*timing(self.started, self.finished, t0), self.journal.read(self.offset, self.length))
 
 
 class Journal:
@@ -145,27 +157,29 @@ class Journal:
             self.sync()
 
     def append(self, session_id: str, client: ClientKey, exchange: Exchange) -> tuple[int, int]:
-        """Journal one finished exchange; return where its line is (offset, length).
+        """Journal one finished exchange; return where its request fields are (offset, length).
 
         Raises ``JournalError`` if the line is not on its way to disk.
         """
-        line = encode_line(session_id, client, exchange)
-        offset = self._size
+        line, start = encode_line(session_id, client, exchange)
+        offset = self._size + start
         self._write(line)
         self._pending.add(session_id)
         self._lines += 1
-        return offset, len(line)
+        return offset, len(line) - start - 2
 
-    def load(self, offset: int, length: int) -> Exchange:
-        """The exchange of the line at ``offset`` (the session it belongs to is being written)."""
+    def read(self, offset: int, length: int) -> bytes:
+        """The bytes at ``offset`` (an exchange's request fields: its session is being written)."""
         try:
             if self._read_fd < 0:
                 assert self.path is not None
                 self._read_fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
-            line = os.pread(self._read_fd, length, offset)
+            data = os.pread(self._read_fd, length, offset)
         except OSError as e:
             raise JournalError(f"{self.path}: cannot read the crash journal back: {e.strerror or e}") from e
-        return decode_exchange(orjson.loads(line)["x"])
+        if len(data) != length:
+            raise JournalError(f"{self.path}: the crash journal is shorter than written (truncated by someone else?)")
+        return data
 
     def merged(self, absorbed: str, into: str) -> None:
         """Session ``absorbed`` is now part of ``into``: its lines belong to ``into``'s file."""
@@ -280,7 +294,7 @@ def read_journal(path: Path) -> JournalContents:
             entry = orjson.loads(line)
             if "x" in entry:
                 # Validated here, at recovery: a damaged line must not make a bad session file.
-                exchange = validated(decode_exchange(entry["x"]))
+                exchange = validated(decode_exchange(entry))
                 client = _tuples(entry["c"])
                 found.exchanges.setdefault(entry["s"], []).append(exchange)
                 found.clients.setdefault(entry["s"], []).append(client)

@@ -36,7 +36,7 @@ from recorder.records import Exchange, ResponseData, body_data
 from recorder.redaction import Redactor
 from recorder.sessionizer import ClientKey, Closed, Sessionizer
 from recorder.sessionkeys import Keyed, KeySpec, key_for
-from recorder.writer import client_head, write_exchanges
+from recorder.writer import client_head, write_lines
 from traffic_replay.format import Header, Session
 
 __all__ = ["Captured", "Counts", "Pipeline"]
@@ -220,7 +220,7 @@ class Pipeline:
         held: list[Spilled] = sorted(closed.exchanges, key=attrgetter("started"))
         t0 = held[0].started
         try:
-            path = write_exchanges(self.directory, (self.head(closed, t0), t0), (x.restore() for x in held))
+            path = write_lines(self.directory, self.head(closed, t0), (x.line(t0) for x in held))
         except JournalError as e:
             self._failed(e)
             return

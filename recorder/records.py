@@ -22,8 +22,8 @@ import orjson
 
 from traffic_replay.format import Body, Header, Request, Response, Session, dump_session
 
-__all__ = ["BodyData", "Exchange", "ResponseData", "body_data", "exchange_from_plain", "head_bytes",
-           "request_line", "validated"]
+__all__ = ["BodyData", "Exchange", "ResponseData", "body_data", "exchange_from_fields", "file_bytes", "head_bytes",
+           "request_fields", "request_line", "spliced", "timing", "validated"]
 
 # The content types kept as readable text; the same rule as ``Body.from_bytes`` (tests/test_records.py holds
 # the two together): anything else, or text that is not valid UTF-8, goes base64.
@@ -89,30 +89,14 @@ def _body_dict(body: BodyData | None) -> dict[str, Any] | None:
     return None if body is None else body._asdict()
 
 
-def plain_dict(exchange: Exchange) -> dict[str, Any]:
-    """The exchange as JSON-ready dicts (the crash journal's form)."""
-    response = exchange.response
-    return {**exchange._asdict(), "body": _body_dict(exchange.body),
-            "response": {**response._asdict(), "body": _body_dict(response.body)}}
+def request_fields(exchange: Exchange) -> dict[str, Any]:
+    """A session file's request, without its timing (``offset_ms``, ``duration_ms``): ``Request``'s field order.
 
-
-def exchange_from_plain(data: dict[str, Any]) -> Exchange:
-    """``plain_dict`` read back; a missing or unknown field is a ``TypeError``."""
-    body, response = data["body"], dict(data["response"])
-    answer = response["body"]
-    response["headers"] = [tuple(h) for h in response["headers"]]
-    response["body"] = None if answer is None else BodyData(**answer)
-    return Exchange(**{**data, "headers": [tuple(h) for h in data["headers"]],
-                       "body": None if body is None else BodyData(**body),
-                       "response": ResponseData(**response)})
-
-
-def _request_fields(exchange: Exchange, t0: float) -> dict[str, Any]:
-    # The field order of ``Request``: the same bytes as ``dump_session``'s lines.
+    The crash journal keeps an exchange so, serialized once: the request line of its
+    session file is then these bytes behind the timing (``spliced``), never parsed again.
+    """
     response = exchange.response
     return {
-        "offset_ms": round((exchange.started - t0) * 1000, 3),
-        "duration_ms": round(max(exchange.finished - exchange.started, 0.0) * 1000, 3),
         "method": exchange.method, "scheme": exchange.scheme, "host": exchange.host, "port": exchange.port,
         "path": exchange.path, "http_version": exchange.http_version, "headers": exchange.headers,
         "body": _body_dict(exchange.body),
@@ -121,9 +105,33 @@ def _request_fields(exchange: Exchange, t0: float) -> dict[str, Any]:
     }
 
 
+def exchange_from_fields(timing: list[float], fields: dict[str, Any]) -> Exchange:
+    """``request_fields`` read back, with the exchange's (started, request_end, finished); a bad field is a
+    ``TypeError`` or ``KeyError``."""
+    body, response = fields["body"], dict(fields["response"])
+    answer = response["body"]
+    response["headers"] = [tuple(h) for h in response["headers"]]
+    response["body"] = None if answer is None else BodyData(**answer)
+    started, request_end, finished = timing
+    return Exchange(started, request_end, finished, **{
+        **fields, "headers": [tuple(h) for h in fields["headers"]],
+        "body": None if body is None else BodyData(**body), "response": ResponseData(**response)})
+
+
+def timing(started: float, finished: float, t0: float) -> tuple[float, float]:
+    """(offset_ms, duration_ms) of a request in a session that started at ``t0``."""
+    return round((started - t0) * 1000, 3), round(max(finished - started, 0.0) * 1000, 3)
+
+
+def spliced(offset_ms: float, duration_ms: float, fields: bytes) -> bytes:
+    """A request line from its timing and its serialized ``request_fields``."""
+    return (b'{"offset_ms":' + orjson.dumps(offset_ms) + b',"duration_ms":' + orjson.dumps(duration_ms)
+            + b"," + fields[1:])
+
+
 def request_line(exchange: Exchange, t0: float) -> bytes:
     """One request of a session file (``t0``: the session's start), as ``dump_session`` writes it."""
-    return orjson.dumps(_request_fields(exchange, t0))
+    return spliced(*timing(exchange.started, exchange.finished, t0), orjson.dumps(request_fields(exchange)))
 
 
 _NO_REQUESTS = b',"requests":[]}\n'
@@ -149,7 +157,8 @@ def file_bytes(head: bytes, lines: Iterable[bytes]) -> Iterable[bytes]:
 def validated(exchange: Exchange) -> Exchange:
     """``exchange`` if the format's models accept it as a request; their ``ValueError`` if not."""
     response = exchange.response
-    Request(**{**_request_fields(exchange, exchange.started),
+    offset_ms, duration_ms = timing(exchange.started, exchange.finished, exchange.started)
+    Request(offset_ms=offset_ms, duration_ms=duration_ms, **{**request_fields(exchange),
                "body": None if exchange.body is None else Body(**exchange.body._asdict()),
                "response": Response(**{**response._asdict(),
                                        "body": None if response.body is None else Body(**response.body._asdict())})})

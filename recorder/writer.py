@@ -18,7 +18,7 @@ from recorder.records import Exchange, file_bytes, head_bytes, request_line
 from recorder.sessionkeys import ClientKey
 from traffic_replay.format import ClientInfo, Session
 
-__all__ = ["client_head", "default_head", "write_exchanges"]
+__all__ = ["client_head", "default_head", "write_exchanges", "write_lines"]
 
 _BUFFER = 1 << 20
 
@@ -41,11 +41,16 @@ def default_head(session_id: str, client: ClientKey, exchanges: list[Exchange]) 
 def write_exchanges(directory: Path, head: tuple[Session, float], exchanges: Iterable[Exchange]) -> Path:
     """Write ``<id>.json`` in ``directory`` atomically: ``head`` (session, ``t0``), then ``exchanges`` in order."""
     session, t0 = head
+    return write_lines(directory, session, (request_line(x, t0) for x in exchanges))
+
+
+def write_lines(directory: Path, session: Session, lines: Iterable[bytes]) -> Path:
+    """Write ``<id>.json`` in ``directory`` atomically: ``session`` (without requests), then the request lines."""
     target = directory / f"{session.id}.json"
     fd, tmp = tempfile.mkstemp(prefix=f".{session.id}.", suffix=".tmp", dir=directory)
     try:
         with os.fdopen(fd, "wb", buffering=_BUFFER) as fh:
-            for piece in file_bytes(head_bytes(session), (request_line(x, t0) for x in exchanges)):
+            for piece in file_bytes(head_bytes(session), lines):
                 fh.write(piece)
             fh.flush()
             os.fsync(fh.fileno())

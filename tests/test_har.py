@@ -10,7 +10,7 @@ import pytest
 
 from recorder.filters import FlowFilter
 from recorder.har import INVALID, NO_RESPONSE, NOT_HTTP, WEBSOCKET, HarError, load_har
-from recorder.records import plain_dict
+from recorder.records import request_fields
 from recorder.redaction import Redactor
 
 pytestmark = pytest.mark.timeout(10)
@@ -104,7 +104,7 @@ def test_the_recorder_s_filter_and_redaction_apply(tmp_path: Path) -> None:
                    Redactor(b"k" * 32))
     reasons = [reason for _, _, reason in har.skipped]
     assert reasons.count("excluded") == 1 and reasons.count("static") == 1
-    text = orjson.dumps([plain_dict(x) for g in har.groups for x in g.exchanges]).decode()
+    text = orjson.dumps([request_fields(x) for g in har.groups for x in g.exchanges]).decode()
     assert "abc.def" not in text and "tok-123" not in text and "Bearer «redacted:" in text
 
 

@@ -48,7 +48,7 @@ def test_every_exchange_is_a_line_on_disk_as_it_is_appended(tmp_path: Path) -> N
     journal = Journal(tmp_path)
     journal.append("s1", CLIENT, exchange("/a", 100.0, body=b"\x00\xff binary"))
     lines = journals(tmp_path)[0].read_bytes().splitlines()
-    assert orjson.loads(lines[0])["journal"] == 1
+    assert orjson.loads(lines[0])["journal"] == 2
     assert orjson.loads(lines[1])["s"] == "s1"
     contents = read_journal(journals(tmp_path)[0])
     assert contents.exchanges["s1"] == [exchange("/a", 100.0, body=b"\x00\xff binary")]
@@ -106,6 +106,18 @@ def test_a_line_cut_short_by_the_crash_is_counted_and_the_rest_recovered(tmp_pat
     report = recover(tmp_path)
     assert report.damaged_lines == 1 and report.exchanges == 1
     assert [r.path for r in load_recordings(tmp_path)[0].requests] == ["/a"]
+
+
+def test_a_version_1_journal_line_is_still_recovered(tmp_path: Path) -> None:
+    journal = Journal(tmp_path)
+    crash(journal)
+    assert journal.path is not None
+    old = exchange("/old", 100.0)
+    x = {**old._asdict(), "body": None, "response": {**old.response._asdict(), "body": old.response.body._asdict()}}
+    with journal.path.open("ab") as fh:  # the layout before the timing moved out of "x"
+        fh.write(orjson.dumps({"s": "20260101T000000-0ld00001", "c": CLIENT, "x": x}) + b"\n")
+    assert recover(tmp_path).exchanges == 1
+    assert [r.path for r in load_recordings(tmp_path)[0].requests] == ["/old"]
 
 
 def test_a_journal_held_by_a_live_recorder_is_left_alone(tmp_path: Path) -> None:

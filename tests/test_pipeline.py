@@ -10,8 +10,9 @@ from recorder.filters import FlowFilter
 from recorder.journal import JOURNAL_DIR
 from recorder.pipeline import Captured, Pipeline
 from recorder.redaction import Redactor
+from recorder.sessionizer import build_session
 from recorder.sessionkeys import Keyed, KeySpec
-from traffic_replay.format import load_recordings
+from traffic_replay.format import load_recordings, write_session
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -64,3 +65,19 @@ def test_discard_keeps_nothing(tmp_path: Path) -> None:
     pipeline.feed(item("/a", 100.0))
     pipeline.discard()
     assert list(tmp_path.glob("*.json")) == [] and list((tmp_path / JOURNAL_DIR).glob("*.jsonl")) == []
+
+
+def test_a_session_written_from_the_journal_is_the_file_write_session_writes(tmp_path: Path) -> None:
+    pipeline = Pipeline(tmp_path / "rec")
+    (tmp_path / "rec").mkdir()
+    fed = [item("/b?q=1", 100.5, body=b'{"n": 2}'), item("/a", 100.0)]  # finished out of start order
+    exchanges = [pipeline.exchange(x) for x in fed]
+    for x in fed:
+        pipeline.feed(x)
+    (held,) = [s.exchanges for s in pipeline.sessionizer._open.values()]
+    assert all(h.exchange is None for h in held)  # both read back from the journal
+    session_id = next(iter(pipeline.sessionizer._open.values())).id
+    pipeline.finish()
+    (tmp_path / "model").mkdir()
+    expected = write_session(build_session(("10.0.0.1", "alice"), exchanges, session_id), tmp_path / "model")
+    assert (tmp_path / "rec" / f"{session_id}.json").read_bytes() == expected.read_bytes()
