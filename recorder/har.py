@@ -17,14 +17,14 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, BinaryIO, Literal, TypeVar
 from urllib.parse import urlencode, urlsplit
 
-import orjson
+import ijson
 
 from recorder.filters import FlowFilter
 from recorder.pipeline import Captured, Pipeline
@@ -35,6 +35,7 @@ from traffic_replay.errors import RecordingError
 from traffic_replay.format import Header
 
 Grouping = Literal["page", "file"]
+T = TypeVar("T")
 
 NOT_HTTP = "not an http(s) URL"
 NO_RESPONSE = "no response (status 0: blocked, cancelled or failed)"
@@ -64,11 +65,45 @@ class HarImport:
     """(entry index, URL, reason) of every entry not imported."""
 
 
+_BOM = b"\xef\xbb\xbf"  # some Windows tools write one
+_BUFFER = 1 << 20
+
+
+class _Reader:
+    """The file as ijson reads it: hashed as it is read (the digest of the whole file), a leading BOM dropped."""
+
+    def __init__(self, fh: BinaryIO) -> None:
+        self._fh = fh
+        self.sha = hashlib.sha256()
+        self._started = False
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._fh.read(size)
+        self.sha.update(data)
+        if not self._started and data:
+            self._started = True
+            data = data.removeprefix(_BOM)
+        return data
+
+    def digest(self) -> str:
+        """sha256 of the whole file (what ijson left unread included)."""
+        while self.read(_BUFFER):
+            pass
+        return self.sha.hexdigest()
+
+
 @dataclass
 class HarFile:
-    """A HAR read entry by entry: ``entries()`` yields each with its index, then ``digest`` and ``pages`` are known."""
+    """A HAR streamed entry by entry (ijson): ``entries()`` yields each; then ``digest``, ``pages``, ``count``.
+
+    Never the whole file as objects: one entry at a time, and the pages (small). Pages
+    are read before the entries when they come first in the file (the usual order: a
+    look at the file's head); when they come after, ``pages`` is filled by a second
+    pass once the entries are done, and only if ``with_pages`` asks for them.
+    """
 
     path: Path
+    with_pages: bool = True
     digest: str = ""
     """sha256 of the file's bytes: with a page it makes a session id that importing again rewrites."""
     pages: dict[str, str] = field(default_factory=dict)
@@ -76,22 +111,67 @@ class HarFile:
     count: int = 0
 
     def entries(self) -> Iterator[Any]:
+        pages_after = self.with_pages and not self._read(self._pages_ahead)
+        with self._open() as fh:
+            reader = _Reader(fh)
+            for entry in self._parsing(lambda: ijson.items(reader, "log.entries.item", use_float=True)):
+                self.count += 1
+                yield entry
+            self.digest = reader.digest()
+        if self.count == 0 and not self._read(self._has_entries):
+            raise HarError(f"{self.path}: not a HAR file: no log.entries list")
+        if pages_after:
+            self._read(lambda fh: self._add_pages(ijson.items(_Reader(fh), "log.pages.item", use_float=True)))
+
+
+    def _open(self) -> BinaryIO:
         try:
-            raw = self.path.read_bytes()
+            return self.path.open("rb")
         except OSError as e:
             raise HarError(f"{self.path}: {e.strerror or e}") from e
+
+    def _read(self, parse: Callable[[BinaryIO], T]) -> T:
+        with self._open() as fh:
+            try:
+                return parse(fh)
+            except ijson.JSONError as e:
+                raise self._invalid(e) from e
+
+    def _parsing(self, items: Callable[[], Iterator[T]]) -> Iterator[T]:
         try:
-            document = orjson.loads(raw.removeprefix(b"\xef\xbb\xbf"))  # some Windows tools write a BOM
-        except orjson.JSONDecodeError as e:
-            raise HarError(f"{self.path}: not a HAR file: not valid JSON ({e})") from e
-        log = document.get("log") if isinstance(document, dict) else None
-        if not isinstance(log, dict) or not isinstance(log.get("entries"), list):
-            raise HarError(f"{self.path}: not a HAR file: no log.entries list")
-        self.digest = hashlib.sha256(raw).hexdigest()
-        self.pages = {str(p.get("id")): _page_title(p) for p in log.get("pages") or [] if isinstance(p, dict)}
-        for entry in log["entries"]:
-            self.count += 1
-            yield entry
+            yield from items()
+        except ijson.JSONError as e:
+            raise self._invalid(e) from e
+
+    def _invalid(self, error: Exception) -> HarError:
+        # yajl's messages point at the spot over three lines: the first says what is wrong.
+        why = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        return HarError(f"{self.path}: not a HAR file: not valid JSON ({why})")
+
+    def _pages_ahead(self, fh: BinaryIO) -> bool:
+        """Read ``log.pages`` if it comes before ``log.entries``; False if the entries come first."""
+        ahead = True
+
+        def head() -> Iterator[tuple[str, str, Any]]:
+            nonlocal ahead
+            for prefix, event, value in ijson.parse(_Reader(fh), use_float=True):
+                if prefix == "log.entries" and event == "start_array":
+                    ahead = False
+                    return
+                yield prefix, event, value
+                if prefix == "log.pages" and event == "end_array":
+                    return
+
+        self._add_pages(ijson.items(head(), "log.pages.item"))
+        return ahead
+
+    def _add_pages(self, pages: Iterable[Any]) -> None:
+        self.pages.update((str(p.get("id")), _page_title(p)) for p in pages if isinstance(p, dict))
+
+    @staticmethod
+    def _has_entries(fh: BinaryIO) -> bool:
+        return any(prefix == "log.entries" and event == "start_array"
+                   for prefix, event, _ in ijson.parse(_Reader(fh), use_float=True))
 
 
 def group_id(digest: str, key: str, started: float) -> str:
@@ -117,7 +197,7 @@ def load_har(path: Path, body_cap: int, per: Grouping = "page", flow_filter: Flo
     pipeline.body_cap, pipeline.redactor = body_cap, redactor
     if flow_filter is not None:
         pipeline.filter = flow_filter
-    har = HarFile(path)
+    har = HarFile(path, with_pages=per == "page")
     found: dict[str, tuple[float, list[Exchange]]] = {}
     skipped: list[tuple[int, str, str]] = []
     for index, entry in enumerate(har.entries()):
@@ -162,9 +242,10 @@ def _captured(entry: dict[str, Any], client: ClientKey) -> Captured | str:
         return NO_RESPONSE
     started = datetime.fromisoformat(entry["startedDateTime"].replace("Z", "+00:00")).timestamp()
     timings = entry.get("timings") or {}
+    get = timings.get
     total = _ms(entry.get("time"))
-    sending = sum(_ms(timings.get(k)) for k in ("blocked", "dns", "connect", "send"))
-    waiting = _ms(timings.get("wait")) + _ms(timings.get("receive"))
+    sending = _ms(get("blocked")) + _ms(get("dns")) + _ms(get("connect")) + _ms(get("send"))
+    waiting = _ms(get("wait")) + _ms(get("receive"))
     request_end = started + min(sending, total) / 1000
     finished = started + max(total, sending + waiting) / 1000
     headers = _headers(request.get("headers"))
@@ -185,11 +266,12 @@ def _captured(entry: dict[str, Any], client: ClientKey) -> Captured | str:
 
 def _ms(value: Any) -> float:
     # HAR uses -1 for "does not apply".
-    return float(value) if isinstance(value, int | float) and value > 0 else 0.0
+    return float(value) if (type(value) is float or type(value) is int) and value > 0 else 0.0
 
 
 def _headers(items: Iterable[dict[str, Any]] | None) -> list[Header]:
-    return [(str(h["name"]), str(h["value"])) for h in items or () if not str(h["name"]).startswith(":")]
+    return [(str(h["name"]), v if isinstance(v := h["value"], str) else str(v))
+            for h in items or () if not str(h["name"]).startswith(":")]
 
 
 def _content_type(headers: list[Header]) -> str | None:

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import gc
 import math
 import sys
 from collections import Counter
@@ -143,7 +145,7 @@ def _feed(pipeline: Pipeline, flow: Any, report: Imported) -> None:
 
 def import_har(path: Path, directory: Path, settings: Settings, per: Grouping) -> Imported:
     """A HAR file into ``directory``: one session per page (or per file), the recorder's filter and redaction."""
-    har = HarFile(path)
+    har = HarFile(path, with_pages=per == "page")
     report = Imported()
     firsts: dict[str, tuple[float, str]] = {}
     """Per group: the start of its first entry (in file order) and the first User-Agent sent."""
@@ -155,7 +157,12 @@ def import_har(path: Path, directory: Path, settings: Settings, per: Grouping) -
         return Session(id=group_id(har.digest, group, started), name=title, client=ClientInfo(user_agent=agent or None),
                        started_at=datetime.fromtimestamp(t0, tz=UTC), requests=[])
 
-    with configured_pipeline(directory, settings) as pipeline:
+    # No cyclic garbage is made per entry, while a long session holds a million small objects that each
+    # full collection would walk again: a fifth of the import's time.
+    gc.disable()
+    with contextlib.ExitStack() as stack:
+        stack.callback(gc.enable)
+        pipeline = stack.enter_context(configured_pipeline(directory, settings))
         pipeline.head, pipeline.on_written = head, report.sessions.append
         pipeline.sessionizer.idle_gap, pipeline.sessionizer.max_session = math.inf, None  # HAR pages group
         try:

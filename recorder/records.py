@@ -71,13 +71,26 @@ class Exchange(NamedTuple):
     response: ResponseData
 
 
+_textual: dict[str | None, bool] = {}
+"""Whether a content type is kept as text, per content type seen (a recording sees few)."""
+
+
+def _is_textual(content_type: str | None) -> bool:
+    known = _textual.get(content_type)
+    if known is None:
+        ctype = (content_type or "").lower()
+        known = not ctype or any(t in ctype for t in _TEXT_TYPES)
+        if len(_textual) < 1024:
+            _textual[content_type] = known
+    return known
+
+
 def body_data(content: bytes, content_type: str | None, cap: int | None = None) -> BodyData:
     """What ``Body.from_bytes`` makes of ``content``, as plain fields."""
     size = len(content)
     truncated = cap is not None and size > cap
     kept = content[:cap] if truncated else content
-    ctype = (content_type or "").lower()
-    if not ctype or any(t in ctype for t in _TEXT_TYPES):
+    if _is_textual(content_type):
         try:
             return BodyData("text", kept.decode("utf-8"), content_type, size, truncated)
         except UnicodeDecodeError:
@@ -86,7 +99,10 @@ def body_data(content: bytes, content_type: str | None, cap: int | None = None) 
 
 
 def _body_dict(body: BodyData | None) -> dict[str, Any] | None:
-    return None if body is None else body._asdict()
+    if body is None:
+        return None
+    return {"encoding": body.encoding, "data": body.data, "content_type": body.content_type, "size": body.size,
+            "truncated": body.truncated}
 
 
 def request_fields(exchange: Exchange) -> dict[str, Any]:
