@@ -1,18 +1,24 @@
-"""A finished mitmproxy flow as the exchange a session keeps: redacted, response body capped.
+"""A finished mitmproxy flow as the plain data the pipeline records (``recorder.pipeline.Captured``).
 
 The one place where a flow becomes recording data, for live recording (``recorder.addon``)
-and for flows read back from a ``mitmdump -w`` file alike.
+and for flows read back from a ``mitmdump -w`` file (``recorder.importer``) alike; and
+the one place that says why a flow cannot be recorded at all (a WebSocket, a failure).
 """
 
 from __future__ import annotations
 
 from mitmproxy import http
 
-from recorder.redaction import Redactor
-from recorder.sessionizer import Exchange
-from traffic_replay.format import Body, Header, Response
+from recorder.filters import HOST_NOT_ALLOWED, FlowFilter
+from recorder.pipeline import Captured
+from traffic_replay.format import Header
 
-__all__ = ["flow_exchange"]
+__all__ = ["FAILED", "NON_HTTP", "WEBSOCKET", "captured", "failure_reason"]
+
+# Reasons a flow is not recorded, besides the filters' own.
+WEBSOCKET = "websocket"
+FAILED = "failed"
+NON_HTTP = "non-http"
 
 
 def _headers(headers: http.Headers) -> list[Header]:
@@ -20,52 +26,31 @@ def _headers(headers: http.Headers) -> list[Header]:
     return [(k.decode("utf-8", "replace"), v.decode("utf-8", "replace")) for k, v in headers.fields]
 
 
-def flow_exchange(flow: http.HTTPFlow, body_cap: int, redactor: Redactor | None = None) -> Exchange:
-    """The exchange recorded for a finished flow (it must have a response), redacted if asked."""
+def captured(flow: http.HTTPFlow, with_url: bool = True) -> Captured:
+    """What a finished flow (it must have a response) sent and got; ``with_url`` for ``--exclude`` filters."""
     req, resp = flow.request, flow.response
     assert resp is not None
     raw = req.raw_content or b""
-    # Response bodies are kept decoded (gzip removed) because correlation reads them.
-    content = resp.get_content(strict=False) or b""
-    headers, path, response_headers = _headers(req.headers), req.path, _headers(resp.headers)
-    if redactor is not None:
-        headers, path = redactor.header_list(headers), redactor.path(path)
-        response_headers = redactor.header_list(response_headers)
-        content = redactor.body(content, resp.headers.get("content-type"))
-        if raw:
-            raw, headers = _redacted_request_body(req, raw, headers, redactor)
     request_end = req.timestamp_end or req.timestamp_start
     finished = resp.timestamp_end or resp.timestamp_start
-    return Exchange(
-        started=req.timestamp_start,
-        request_end=request_end,
-        finished=finished,
-        method=req.method.upper(),
-        scheme=req.scheme,
-        host=req.host,
-        port=req.port,
-        path=path,
-        http_version=req.http_version,
-        headers=headers,
-        body=Body.from_bytes(raw, req.headers.get("content-type")) if raw else None,
-        response=Response(
-            status=resp.status_code,
-            reason=resp.reason,
-            headers=response_headers,
-            duration_ms=round(max(finished - request_end, 0.0) * 1000, 3),
-            body=Body.from_bytes(content, resp.headers.get("content-type"), cap=body_cap) if content else None,
-        ),
+    headers = req.headers
+    return Captured(
+        (flow.client_conn.peername[0], headers.get("user-agent", "")),
+        req.timestamp_start, request_end, finished, req.method.upper(), req.scheme, req.host, req.port, req.path,
+        req.url if with_url else "", req.http_version, _headers(headers), raw, headers.get("content-type"),
+        resp.status_code, resp.reason, _headers(resp.headers),
+        # Response bodies are kept decoded (gzip removed) because correlation reads them.
+        resp.get_content(strict=False) or b"", resp.headers.get("content-type"),
+        round(max(finished - request_end, 0.0) * 1000, 3),
+        (req.get_content(strict=False) or b"") if raw and "content-encoding" in headers else None,
     )
 
 
-def _redacted_request_body(req: http.Request, raw: bytes, headers: list[Header],
-                            redactor: Redactor) -> tuple[bytes, list[Header]]:
-    ctype = req.headers.get("content-type")
-    if "content-encoding" not in req.headers:
-        return redactor.body(raw, ctype), headers
-    plain = req.get_content(strict=False) or b""
-    redacted = redactor.body(plain, ctype)
-    if redacted is plain:
-        return raw, headers
-    # A compressed body can only be redacted decoded; kept so, its headers must not say otherwise.
-    return redacted, [h for h in headers if h[0].lower() != "content-encoding"]
+def failure_reason(flow: http.HTTPFlow, flow_filter: FlowFilter) -> str | None:
+    """Why a flow that ended in ``error`` is not recorded; ``None`` if it was (or will be) counted already."""
+    # A WebSocket was counted at its handshake; a flow that got its whole response was recorded.
+    if flow.websocket is not None or (flow.response is not None and flow.response.timestamp_end is not None):
+        return None
+    # A failure on a host we would not have recorded anyway is no failure of the recording.
+    allowed = not flow_filter.allow_hosts or flow_filter.host_allowed(flow.request.host, flow.request.port)
+    return FAILED if allowed else HOST_NOT_ALLOWED

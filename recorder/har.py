@@ -17,27 +17,33 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from collections.abc import Iterable
+import re
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, BinaryIO, Literal, TypeVar
 from urllib.parse import urlencode, urlsplit
 
-import orjson
+import ijson
 
 from recorder.filters import FlowFilter
+from recorder.pipeline import Captured, Pipeline
+from recorder.records import Exchange
 from recorder.redaction import Redactor
-from recorder.sessionizer import Exchange
+from recorder.sessionkeys import ClientKey
 from traffic_replay.errors import RecordingError
-from traffic_replay.format import Body, Header, Response
+from traffic_replay.format import METHOD_PATTERN, Header
 
 Grouping = Literal["page", "file"]
+T = TypeVar("T")
 
 NOT_HTTP = "not an http(s) URL"
 NO_RESPONSE = "no response (status 0: blocked, cancelled or failed)"
 WEBSOCKET = "WebSocket upgrade (not replayable as HTTP)"
 INVALID = "not a valid HAR entry"
+BAD_METHOD = "not an HTTP method"
+_METHOD = re.compile(METHOD_PATTERN)
 
 
 class HarError(RecordingError):
@@ -62,50 +68,152 @@ class HarImport:
     """(entry index, URL, reason) of every entry not imported."""
 
 
+_BOM = b"\xef\xbb\xbf"  # some Windows tools write one
+_BUFFER = 1 << 20
+
+
+class _Reader:
+    """The file as ijson reads it: hashed as it is read (the digest of the whole file), a leading BOM dropped."""
+
+    def __init__(self, fh: BinaryIO) -> None:
+        self._fh = fh
+        self.sha = hashlib.sha256()
+        self._started = False
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._fh.read(size)
+        self.sha.update(data)
+        if not self._started and data:
+            self._started = True
+            data = data.removeprefix(_BOM)
+        return data
+
+    def digest(self) -> str:
+        """sha256 of the whole file (what ijson left unread included)."""
+        while self.read(_BUFFER):
+            pass
+        return self.sha.hexdigest()
+
+
+@dataclass
+class HarFile:
+    """A HAR streamed entry by entry (ijson): ``entries()`` yields each; then ``digest``, ``pages``, ``count``.
+
+    Never the whole file as objects: one entry at a time, and the pages (small). Pages
+    are read before the entries when they come first in the file (the usual order: a
+    look at the file's head); when they come after, ``pages`` is filled by a second
+    pass once the entries are done, and only if ``with_pages`` asks for them.
+    """
+
+    path: Path
+    with_pages: bool = True
+    digest: str = ""
+    """sha256 of the file's bytes: with a page it makes a session id that importing again rewrites."""
+    pages: dict[str, str] = field(default_factory=dict)
+    """Title of each page id."""
+    count: int = 0
+
+    def entries(self) -> Iterator[Any]:
+        pages_after = self.with_pages and not self._read(self._pages_ahead)
+        with self._open() as fh:
+            reader = _Reader(fh)
+            for entry in self._parsing(lambda: ijson.items(reader, "log.entries.item", use_float=True)):
+                self.count += 1
+                yield entry
+            self.digest = reader.digest()
+        if self.count == 0 and not self._read(self._has_entries):
+            raise HarError(f"{self.path}: not a HAR file: no log.entries list")
+        if pages_after:
+            self._read(lambda fh: self._add_pages(ijson.items(_Reader(fh), "log.pages.item", use_float=True)))
+
+
+    def _open(self) -> BinaryIO:
+        try:
+            return self.path.open("rb")
+        except OSError as e:
+            raise HarError(f"{self.path}: {e.strerror or e}") from e
+
+    def _read(self, parse: Callable[[BinaryIO], T]) -> T:
+        with self._open() as fh:
+            try:
+                return parse(fh)
+            except ijson.JSONError as e:
+                raise self._invalid(e) from e
+
+    def _parsing(self, items: Callable[[], Iterator[T]]) -> Iterator[T]:
+        try:
+            yield from items()
+        except ijson.JSONError as e:
+            raise self._invalid(e) from e
+
+    def _invalid(self, error: Exception) -> HarError:
+        # yajl's messages point at the spot over three lines: the first says what is wrong.
+        why = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        return HarError(f"{self.path}: not a HAR file: not valid JSON ({why})")
+
+    def _pages_ahead(self, fh: BinaryIO) -> bool:
+        """Read ``log.pages`` if it comes before ``log.entries``; False if the entries come first."""
+        ahead = True
+
+        def head() -> Iterator[tuple[str, str, Any]]:
+            nonlocal ahead
+            for prefix, event, value in ijson.parse(_Reader(fh), use_float=True):
+                if prefix == "log.entries" and event == "start_array":
+                    ahead = False
+                    return
+                yield prefix, event, value
+                if prefix == "log.pages" and event == "end_array":
+                    return
+
+        self._add_pages(ijson.items(head(), "log.pages.item"))
+        return ahead
+
+    def _add_pages(self, pages: Iterable[Any]) -> None:
+        self.pages.update((str(p.get("id")), _page_title(p)) for p in pages if isinstance(p, dict))
+
+    @staticmethod
+    def _has_entries(fh: BinaryIO) -> bool:
+        return any(prefix == "log.entries" and event == "start_array"
+                   for prefix, event, _ in ijson.parse(_Reader(fh), use_float=True))
+
+
+def group_id(digest: str, key: str, started: float) -> str:
+    stamp = datetime.fromtimestamp(started, tz=UTC).strftime("%Y%m%dT%H%M%S")
+    return f"{stamp}-har-{hashlib.sha256(f'{digest}/{key}'.encode()).hexdigest()[:8]}"
+
+
+def page_key(entry: Any, per: Grouping) -> str:
+    """The group an entry belongs to: its page (``per="page"``), or ``""`` for the whole file."""
+    page = entry.get("pageref") if per == "page" and isinstance(entry, dict) else None
+    return str(page) if page is not None else ""
+
+
+def entry_url(entry: Any) -> str:
+    request = entry.get("request") if isinstance(entry, dict) else None
+    return str(request.get("url", "?")) if isinstance(request, dict) else "?"
+
+
 def load_har(path: Path, body_cap: int, per: Grouping = "page", flow_filter: FlowFilter | None = None,
              redactor: Redactor | None = None) -> HarImport:
-    """Read and convert ``path``; ``HarError`` names the file and what is wrong with it.
-
-    ``flow_filter`` and ``redactor`` are the recorder's own, applied where it applies them.
-    """
-    try:
-        raw = path.read_bytes()
-    except OSError as e:
-        raise HarError(f"{path}: {e.strerror or e}") from e
-    try:
-        document = orjson.loads(raw.removeprefix(b"\xef\xbb\xbf"))  # some Windows tools write a BOM
-    except orjson.JSONDecodeError as e:
-        raise HarError(f"{path}: not a HAR file: not valid JSON ({e})") from e
-    log = document.get("log") if isinstance(document, dict) else None
-    if not isinstance(log, dict) or not isinstance(log.get("entries"), list):
-        raise HarError(f"{path}: not a HAR file: no log.entries list")
-    return convert(log, hashlib.sha256(raw).hexdigest(), path.stem, body_cap, per, flow_filter, redactor)
-
-
-def convert(log: dict[str, Any], digest: str, name: str, body_cap: int, per: Grouping,
-            flow_filter: FlowFilter | None = None, redactor: Redactor | None = None) -> HarImport:
-    """The ``log`` object of a HAR into groups of exchanges; ``digest`` makes the ids stable."""
-    pages = {p.get("id"): p for p in log.get("pages") or [] if isinstance(p, dict)}
-    groups: dict[str, HarGroup] = {}
+    """The whole HAR in memory, grouped (for tests and small files: ``replay import`` streams it instead)."""
+    pipeline = Pipeline()
+    pipeline.body_cap, pipeline.redactor = body_cap, redactor
+    if flow_filter is not None:
+        pipeline.filter = flow_filter
+    har = HarFile(path, with_pages=per == "page")
+    found: dict[str, tuple[float, list[Exchange]]] = {}
     skipped: list[tuple[int, str, str]] = []
-    entries = log["entries"]
-    for index, entry in enumerate(entries):
-        url = entry.get("request", {}).get("url", "?") if isinstance(entry, dict) else "?"
-        try:
-            exchange = entry_exchange(entry, body_cap, flow_filter, redactor)
-        except (KeyError, TypeError, ValueError, AttributeError):
-            skipped.append((index, str(url), INVALID))
+    for index, entry in enumerate(har.entries()):
+        captured = entry_captured(entry)
+        reason = captured if isinstance(captured, str) else pipeline.filter.skip_reason(
+            captured.host, captured.port, captured.url, captured.path, captured.response_type)
+        if reason is not None or isinstance(captured, str):
+            skipped.append((index, entry_url(entry), reason or INVALID))
             continue
-        if isinstance(exchange, str):
-            skipped.append((index, str(url), exchange))
-            continue
-        page = entry.get("pageref") if per == "page" else None
-        key = str(page) if page is not None else ""
-        if key not in groups:
-            title = _page_title(pages.get(page)) if page is not None else name
-            groups[key] = HarGroup(_group_id(digest, key, exchange.started), title or name)
-        groups[key].exchanges.append(exchange)
-    return HarImport(list(groups.values()), len(entries), skipped)
+        found.setdefault(page_key(entry, per), (captured.started, []))[1].append(pipeline.exchange(captured))
+    groups = [HarGroup(group_id(har.digest, key, started), (har.pages.get(key) if key else None) or path.stem,
+                       exchanges) for key, (started, exchanges) in found.items()]
+    return HarImport(groups, har.count, skipped)
 
 
 def _page_title(page: dict[str, Any] | None) -> str:
@@ -114,18 +222,25 @@ def _page_title(page: dict[str, Any] | None) -> str:
     return str(page.get("title") or page.get("id") or "")
 
 
-def _group_id(digest: str, key: str, started: float) -> str:
-    stamp = datetime.fromtimestamp(started, tz=UTC).strftime("%Y%m%dT%H%M%S")
-    return f"{stamp}-har-{hashlib.sha256(f'{digest}/{key}'.encode()).hexdigest()[:8]}"
+def entry_captured(entry: Any, client: ClientKey = ("", "")) -> Captured | str:
+    """One HAR entry as what was sent and got, or the reason it is skipped (``INVALID`` if it is no entry).
+
+    ``client`` is the client key it is recorded under (its User-Agent is the entry's own).
+    """
+    try:
+        return _captured(entry, client)
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return INVALID
 
 
-def entry_exchange(entry: dict[str, Any], body_cap: int, flow_filter: FlowFilter | None = None,
-                   redactor: Redactor | None = None) -> Exchange | str:
-    """One HAR entry as an exchange, or the reason it is skipped (the filter's reasons included)."""
+def _captured(entry: dict[str, Any], client: ClientKey) -> Captured | str:
     request, response = entry["request"], entry.get("response") or {}
     parts = urlsplit(request["url"])
     if parts.scheme not in ("http", "https") or not parts.hostname:
         return NOT_HTTP
+    method = str(request["method"]).upper()
+    if not _METHOD.match(method):
+        return BAD_METHOD
     status = int(response.get("status") or 0)
     if status == 101:
         return WEBSOCKET
@@ -133,9 +248,10 @@ def entry_exchange(entry: dict[str, Any], body_cap: int, flow_filter: FlowFilter
         return NO_RESPONSE
     started = datetime.fromisoformat(entry["startedDateTime"].replace("Z", "+00:00")).timestamp()
     timings = entry.get("timings") or {}
+    get = timings.get
     total = _ms(entry.get("time"))
-    sending = sum(_ms(timings.get(k)) for k in ("blocked", "dns", "connect", "send"))
-    waiting = _ms(timings.get("wait")) + _ms(timings.get("receive"))
+    sending = _ms(get("blocked")) + _ms(get("dns")) + _ms(get("connect")) + _ms(get("send"))
+    waiting = _ms(get("wait")) + _ms(get("receive"))
     request_end = started + min(sending, total) / 1000
     finished = started + max(total, sending + waiting) / 1000
     headers = _headers(request.get("headers"))
@@ -144,38 +260,24 @@ def entry_exchange(entry: dict[str, Any], body_cap: int, flow_filter: FlowFilter
     host, port = parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
     content = response.get("content") or {}
     response_type = content.get("mimeType") or _content_type(response_headers)
-    if flow_filter is not None and flow_filter.active:
-        url = f"{parts.scheme}://{parts.netloc}{path}"
-        if (reason := flow_filter.skip_reason(host, port, url, path, response_type)) is not None:
-            return reason
     request_type, request_body = _request_body(request.get("postData"), headers)
-    response_body = _response_body(content)
-    if redactor is not None:
-        # Where and what the live recorder redacts (recorder.exchange.flow_exchange).
-        headers, path = redactor.header_list(headers), redactor.path(path)
-        response_headers = redactor.header_list(response_headers)
-        request_body = redactor.body(request_body, request_type)
-        response_body = redactor.body(response_body, response_type)
-    return Exchange(
-        started=started, request_end=request_end, finished=finished,
-        method=str(request["method"]).upper(), scheme=parts.scheme, host=host, port=port, path=path,
-        http_version=_http_version(request.get("httpVersion")), headers=headers,
-        body=Body.from_bytes(request_body, request_type) if request_body else None,
-        response=Response(
-            status=status, reason=str(response.get("statusText") or ""), headers=response_headers,
-            duration_ms=round(waiting if waiting else max(finished - request_end, 0.0) * 1000, 3),
-            body=Body.from_bytes(response_body, response_type, cap=body_cap) if response_body else None,
-        ),
-    )
+    agent = next((v for k, v in headers if k.lower() == "user-agent"), "")
+    return Captured(
+        (client[0], agent), started, request_end, finished, method, parts.scheme, host,
+        port, path, f"{parts.scheme}://{parts.netloc}{path}", _http_version(request.get("httpVersion")), headers,
+        request_body, request_type, status, str(response.get("statusText") or ""), response_headers,
+        _response_body(content), response_type,
+        round(waiting if waiting else max(finished - request_end, 0.0) * 1000, 3))
 
 
 def _ms(value: Any) -> float:
     # HAR uses -1 for "does not apply".
-    return float(value) if isinstance(value, int | float) and value > 0 else 0.0
+    return float(value) if (type(value) is float or type(value) is int) and value > 0 else 0.0
 
 
 def _headers(items: Iterable[dict[str, Any]] | None) -> list[Header]:
-    return [(str(h["name"]), str(h["value"])) for h in items or () if not str(h["name"]).startswith(":")]
+    return [(str(h["name"]), v if isinstance(v := h["value"], str) else str(v))
+            for h in items or () if not str(h["name"]).startswith(":")]
 
 
 def _content_type(headers: list[Header]) -> str | None:

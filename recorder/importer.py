@@ -1,16 +1,16 @@
 """``replay import FILE``: HAR exports and mitmproxy flow files into session files.
 
-Both go through the live recorder's own code, configured from the same settings as
-``replay record``: a ``Recorder`` addon is set up (options, filters, the directory's
-redaction key) and
+Both are fed to the live recorder's own ``Pipeline`` (``recorder.pipeline``), configured
+by the ``Recorder`` addon from the same settings as ``replay record`` (options, filters,
+the directory's redaction key), through its public API:
 
-- a flow file (``mitmdump -w FILE``) is fed flow by flow to its ``response``/``error``
-  hooks, so the exchanges, filters, redaction, session keys and the ``Sessionizer``
-  are exactly those of a live recording (flows are stored in the order they finished,
-  the order the live recorder sees them; idle gaps split by the flows' own times);
-- a HAR file is converted by ``recorder.har`` with the addon's filter and redactor,
-  one session per HAR page or per file (``--per``), since a HAR already says which
-  page each request belongs to.
+- a flow file (``mitmdump -w FILE``) flow by flow, each as the addon's ``response`` hook
+  makes it (``recorder.exchange``), so the exchanges, filters, redaction, session keys
+  and sessions are exactly those of a live recording (flows are stored in the order they
+  finished, the order the live recorder sees them; idle gaps split by the flows' own times);
+- a HAR file entry by entry (``recorder.har``), each into the session of its HAR page or
+  of the whole file (``--per``), since a HAR already says which page each request
+  belongs to.
 
 Run in a process of its own (it imports mitmproxy): ``python -m recorder.importer FILE
 -o DIR [--per page|file]``, settings from ``REPLAY_*`` variables as the CLI passes them.
@@ -21,21 +21,28 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import gc
+import math
 import sys
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from mitmproxy import exceptions, hooks, http, io, master, options
 
 from recorder.addon import Recorder, recorder_options
-from recorder.har import Grouping, load_har
-from recorder.sessionizer import build_session
+from recorder.exchange import NON_HTTP, WEBSOCKET, captured, failure_reason
+from recorder.har import Grouping, HarFile, entry_captured, entry_url, group_id, page_key
+from recorder.pipeline import Pipeline
+from recorder.sessionizer import Closed
+from recorder.sessionkeys import Keyed
 from traffic_replay.errors import RecordingError, ReplayError
-from traffic_replay.format import ClientInfo, Session, replace, write_session
+from traffic_replay.format import ClientInfo, Session
 from traffic_replay.settings import Settings
 
 
@@ -60,8 +67,12 @@ class Imported:
 
 
 @contextmanager
-def configured_recorder(directory: Path, settings: Settings) -> Iterator[Recorder]:
-    """A ``Recorder`` with its options set as ``replay record`` would set them, writing into ``directory``."""
+def configured_pipeline(directory: Path, settings: Settings) -> Iterator[Pipeline]:
+    """The recorder's ``Pipeline``, its options set as ``replay record`` would set them, writing into ``directory``.
+
+    Configured through the addon itself (options, filters, the directory's redaction key),
+    so that an import and a live recording can never parse a setting differently.
+    """
     loop = asyncio.new_event_loop()
     try:
         opts = options.Options()
@@ -69,87 +80,108 @@ def configured_recorder(directory: Path, settings: Settings) -> Iterator[Recorde
         recorder = Recorder()
         proxy.addons.add(recorder)
         try:
-            opts.update(**recorder_options(opts, settings.model_copy(update={"recordings": directory})))
+            opts.update(**recorder_options(opts, _into(settings, directory)))
             # Every option, defaults included, as at mitmproxy's start.
             proxy.addons.invoke_addon_sync(recorder, hooks.ConfigureHook(set(opts.keys())))
         except exceptions.OptionsError as e:
             raise RecordingError(str(e)) from e
-        yield recorder
+        yield recorder.pipeline
     finally:
         loop.close()
 
 
+def _into(settings: Settings, directory: Path) -> Settings:
+    # The one copy of the settings an import makes (the settings class is pydantic's).
+    return settings.model_copy(update={"recordings": directory})
+
+
+def _finished(pipeline: Pipeline, directory: Path, report: Imported) -> None:
+    pipeline.finish()
+    if pipeline.journal_failed:
+        raise RecordingError(f"{directory}: the crash journal could not be written; the import is incomplete")
+    report.imported = pipeline.flows
+
+
 def import_flows(path: Path, directory: Path, settings: Settings) -> Imported:
-    """Every flow of a ``mitmdump -w`` file through the recorder's hooks into ``directory``."""
+    """Every flow of a ``mitmdump -w`` file through the recorder's pipeline into ``directory``."""
     try:
         fh = path.open("rb")
     except OSError as e:
         raise FlowFileError(f"{path}: {e.strerror or e}") from e
     report = Imported()
-    with fh, configured_recorder(directory, settings) as recorder:
-        written: list[Path] = []
-        save = recorder.sessionizer.on_close
-
-        def write(session: Session) -> None:
-            save(session)
-            if (target := directory / f"{session.id}.json").exists():
-                written.append(target)
-
-        recorder.sessionizer.on_close = write
+    with fh, configured_pipeline(directory, settings) as pipeline:
+        pipeline.on_written = report.sessions.append
         try:
             for flow in io.FlowReader(fh).stream():
-                _feed(recorder, flow, report)
+                _feed(pipeline, flow, report)
         except exceptions.FlowReadException as e:
             if report.items == 0:
                 raise FlowFileError(f"{path}: not a mitmproxy flow file ({e})") from e
             report.damaged = f"{path}: truncated or damaged after flow {report.items}: {e}"
         if report.items == 0:
             raise FlowFileError(f"{path}: not a mitmproxy flow file (no flows in it)")
-        recorder.finish()
-        if recorder.journal_failed:
-            raise RecordingError(f"{directory}: the crash journal could not be written; the import is incomplete")
-        report.imported = recorder.flows
-        report.sessions = written
+        _finished(pipeline, directory, report)
     return report
 
 
-def _feed(recorder: Recorder, flow: Any, report: Imported) -> None:
+def _feed(pipeline: Pipeline, flow: Any, report: Imported) -> None:
     report.items += 1
     if not isinstance(flow, http.HTTPFlow):
-        recorder.skipped += 1
+        pipeline.skip(NON_HTTP)
         report.skipped.append((flow.type, f"not HTTP ({flow.type})"))
         return
-    before = Counter(recorder.skips)
-    if flow.response is None and flow.websocket is None:
-        recorder.error(flow)
+    if flow.websocket is None and flow.response is not None:
+        reason = pipeline.feed(captured(flow))  # counted by the pipeline if skipped
     else:
-        recorder.response(flow)
-    # The recorder counts what it leaves out by reason; the difference says why this one was.
-    reasons = recorder.skips - before
-    if reasons:
-        reason = next(iter(reasons))
-        if flow.error is not None and flow.response is None:
-            reason = f"{reason}: {flow.error.msg}"
-        report.skipped.append((flow.request.pretty_url, reason))
+        reason = WEBSOCKET if flow.websocket is not None else failure_reason(flow, pipeline.filter)
+        if reason is not None:
+            pipeline.skip(reason)
+    if reason is None:
+        return
+    if flow.error is not None and flow.response is None:
+        reason = f"{reason}: {flow.error.msg}"
+    report.skipped.append((flow.request.pretty_url, reason))
 
 
 def import_har(path: Path, directory: Path, settings: Settings, per: Grouping) -> Imported:
     """A HAR file into ``directory``: one session per page (or per file), the recorder's filter and redaction."""
-    with configured_recorder(directory, settings) as recorder:
+    har = HarFile(path, with_pages=per == "page")
+    report = Imported()
+    firsts: dict[str, tuple[float, str]] = {}
+    """Per group: the start of its first entry (in file order) and the first User-Agent sent."""
+
+    def head(closed: Closed, t0: float) -> Session:
+        group = closed.client[0]
+        started, agent = firsts[group]
+        title = (har.pages.get(group) if group else None) or path.stem
+        return Session(id=group_id(har.digest, group, started), name=title, client=ClientInfo(user_agent=agent or None),
+                       started_at=datetime.fromtimestamp(t0, tz=UTC), requests=[])
+
+    # No cyclic garbage is made per entry, while a long session holds a million small objects that each
+    # full collection would walk again: a fifth of the import's time.
+    gc.disable()
+    with contextlib.ExitStack() as stack:
+        stack.callback(gc.enable)
+        pipeline = stack.enter_context(configured_pipeline(directory, settings))
+        pipeline.head, pipeline.on_written = head, report.sessions.append
+        pipeline.sessionizer.idle_gap, pipeline.sessionizer.max_session = math.inf, None  # HAR pages group
         try:
-            har = load_har(path, recorder.body_cap, per, recorder.filter, recorder.redactor)
-        finally:
-            recorder.finish()  # nothing was journaled: this deletes the journal it opened
-        report = Imported(items=har.entries, skipped=[(url, reason) for _, url, reason in har.skipped])
-        for group in har.groups:
-            agent = next((v for x in group.exchanges for k, v in x.headers if k.lower() == "user-agent"), "")
-            session = build_session(("", agent), group.exchanges, session_id=group.id)
-            session = replace(session, name=group.title, client=ClientInfo(user_agent=agent or None))
-            try:
-                report.sessions.append(write_session(session, directory))
-            except OSError as e:
-                raise RecordingError(f"{directory}: cannot write session {session.id}: {e.strerror or e}") from e
-            report.imported += len(group.exchanges)
+            for entry in har.entries():
+                group = page_key(entry, per)
+                item = entry_captured(entry, (group, ""))
+                reason = item if isinstance(item, str) else pipeline.feed(item, Keyed(("page", group)))
+                if reason is not None:
+                    report.skipped.append((entry_url(entry), reason))
+                    continue
+                assert not isinstance(item, str)
+                started, agent = firsts.setdefault(group, (item.started, item.client[1]))
+                if not agent and item.client[1]:
+                    firsts[group] = (started, item.client[1])
+        except BaseException:
+            pipeline.discard()
+            raise
+        report.items = har.count
+        _finished(pipeline, directory, report)
     return report
 
 

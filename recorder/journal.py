@@ -17,7 +17,11 @@ so the journal holds the open sessions, not the whole recording.
 The journal is also what keeps memory flat however long a session runs: while a session
 is open, the sessionizer holds a ``Spilled`` per exchange (its timing and where its line
 is), not the exchange with its headers and bodies; the line is read back when the
-session is written.
+session is written. A line is ``{"s": session, "c": client, "t": [started, request_end,
+finished], "x": request}``, ``x`` being the session file's request without its timing
+(``recorder.records.request_fields``), serialized once: the session file's request line
+is those bytes read back behind the timing, never parsed again. (Lines of version 1
+journals, with the timing inside ``x``, are still read.)
 
 A running recorder holds an exclusive ``flock`` on its journal, which the kernel drops
 when the process dies: ``recover`` takes over any unlocked journal, writes each session
@@ -41,26 +45,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import msgspec
 import orjson
 
-from recorder.sessionizer import ClientKey, Exchange, build_session
+from recorder.records import Exchange, exchange_from_fields, request_fields, request_line, spliced, timing, validated
+from recorder.sessionizer import ClientKey
+from recorder.writer import default_head, write_exchanges
 from traffic_replay.errors import RecordingError
-from traffic_replay.format import Body, Response, Session, write_session
 
 JOURNAL_DIR = ".journal"
-JOURNAL_VERSION = 1
+JOURNAL_VERSION = 2
 
 
 class JournalError(RecordingError):
     """The journal cannot be written or read: the recording is not safe."""
-
-
-def _plain(obj: Any) -> Any:
-    # A struct (Body, Response) as its fields, one level at a time: orjson asks again for nested ones.
-    if isinstance(obj, msgspec.Struct):
-        return msgspec.structs.asdict(obj)
-    raise TypeError(f"cannot journal {type(obj).__name__}")
 
 
 def _tuples(value: Any) -> Any:
@@ -68,18 +65,21 @@ def _tuples(value: Any) -> Any:
     return tuple(_tuples(v) for v in value) if isinstance(value, list) else value
 
 
-def encode_line(session_id: str, client: ClientKey, exchange: Exchange) -> bytes:
-    """One journal line: the session the exchange joined, its client, and the exchange."""
-    return orjson.dumps({"s": session_id, "c": client, "x": exchange._asdict()}, default=_plain) + b"\n"
+def encode_line(session_id: str, client: ClientKey, exchange: Exchange) -> tuple[bytes, int]:
+    """One journal line: the session the exchange joined, its client, and the exchange; and where its ``x`` is."""
+    head = orjson.dumps({"s": session_id, "c": client,
+                         "t": (exchange.started, exchange.request_end, exchange.finished)})[:-1] + b',"x":'
+    return head + orjson.dumps(request_fields(exchange)) + b"}\n", len(head)
 
 
-def decode_exchange(data: dict[str, Any]) -> Exchange:
-    """An exchange from its journal form, validated: a damaged line must not make a bad session file."""
-    body = data["body"]
-    return Exchange(**{**data,
-                       "headers": [tuple(h) for h in data["headers"]],
-                       "body": None if body is None else msgspec.convert(body, Body),
-                       "response": msgspec.convert(data["response"], Response)})
+def decode_exchange(entry: dict[str, Any]) -> Exchange:
+    """An exchange from its journal line (plain data: the recorder wrote it; recovery validates it)."""
+    fields = entry["x"]
+    if "t" not in entry:  # a version 1 line: the timing inside the exchange
+        fields = dict(fields)
+        return exchange_from_fields([fields.pop("started"), fields.pop("request_end"), fields.pop("finished")],
+                                    fields)
+    return exchange_from_fields(entry["t"], fields)
 
 
 class Spilled:
@@ -99,11 +99,12 @@ class Spilled:
     def spilled(self, journal: Journal, where: tuple[int, int]) -> None:
         self.journal, (self.offset, self.length), self.exchange = journal, where, None
 
-    def restore(self) -> Exchange:
+    def line(self, t0: float) -> bytes:
+        """The exchange's request line in a session file that starts at ``t0``."""
         if self.exchange is not None:
-            return self.exchange
+            return request_line(self.exchange, t0)
         assert self.journal is not None
-        return self.journal.load(self.offset, self.length)
+        return spliced(*timing(self.started, self.finished, t0), self.journal.read(self.offset, self.length))
 
 
 class Journal:
@@ -156,27 +157,29 @@ class Journal:
             self.sync()
 
     def append(self, session_id: str, client: ClientKey, exchange: Exchange) -> tuple[int, int]:
-        """Journal one finished exchange; return where its line is (offset, length).
+        """Journal one finished exchange; return where its request fields are (offset, length).
 
         Raises ``JournalError`` if the line is not on its way to disk.
         """
-        line = encode_line(session_id, client, exchange)
-        offset = self._size
+        line, start = encode_line(session_id, client, exchange)
+        offset = self._size + start
         self._write(line)
         self._pending.add(session_id)
         self._lines += 1
-        return offset, len(line)
+        return offset, len(line) - start - 2
 
-    def load(self, offset: int, length: int) -> Exchange:
-        """The exchange of the line at ``offset`` (the session it belongs to is being written)."""
+    def read(self, offset: int, length: int) -> bytes:
+        """The bytes at ``offset`` (an exchange's request fields: its session is being written)."""
         try:
             if self._read_fd < 0:
                 assert self.path is not None
                 self._read_fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
-            line = os.pread(self._read_fd, length, offset)
+            data = os.pread(self._read_fd, length, offset)
         except OSError as e:
             raise JournalError(f"{self.path}: cannot read the crash journal back: {e.strerror or e}") from e
-        return decode_exchange(orjson.loads(line)["x"])
+        if len(data) != length:
+            raise JournalError(f"{self.path}: the crash journal is shorter than written (truncated by someone else?)")
+        return data
 
     def merged(self, absorbed: str, into: str) -> None:
         """Session ``absorbed`` is now part of ``into``: its lines belong to ``into``'s file."""
@@ -228,6 +231,12 @@ class Journal:
         self.sync()
         if not keep and path is not None:
             path.unlink(missing_ok=True)  # unlinked while still locked: no recoverer can race us
+        self._close_fd()
+
+    def discard(self) -> None:
+        """Close and delete the journal, whatever it holds (its sessions are not wanted)."""
+        if self.path is not None and self._fd >= 0:
+            self.path.unlink(missing_ok=True)  # while still locked, as close() does
         self._close_fd()
 
     def _close_fd(self) -> None:
@@ -284,7 +293,8 @@ def read_journal(path: Path) -> JournalContents:
         try:
             entry = orjson.loads(line)
             if "x" in entry:
-                exchange = decode_exchange(entry["x"])
+                # Validated here, at recovery: a damaged line must not make a bad session file.
+                exchange = validated(decode_exchange(entry))
                 client = _tuples(entry["c"])
                 found.exchanges.setdefault(entry["s"], []).append(exchange)
                 found.clients.setdefault(entry["s"], []).append(client)
@@ -304,16 +314,16 @@ def _lines(path: Path) -> Iterator[bytes]:
                 yield line
 
 
-def recover(directory: Path, write: Callable[[Session], Path] | None = None) -> Recovered:
+def recover(directory: Path, write: Callable[[str, ClientKey, list[Exchange]], Path] | None = None) -> Recovered:
     """Write the unwritten sessions of every journal in ``directory`` that no live recorder holds.
 
-    ``write`` writes one session (default: atomically into ``directory``).
+    ``write`` writes one session from its id, client and exchanges (default: atomically into ``directory``).
     """
     report = Recovered()
     folder = directory / JOURNAL_DIR
     if not folder.is_dir():
         return report
-    save = write or (lambda s: write_session(s, directory))
+    save = write or (lambda sid, client, exchanges: write_sorted(directory, sid, client, exchanges))
     for path in sorted(folder.glob("*.jsonl")):
         try:
             fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
@@ -336,7 +346,7 @@ def recover(directory: Path, write: Callable[[Session], Path] | None = None) -> 
                     report.skipped_written += 1
                     continue
                 try:
-                    report.sessions.append(save(build_session(client, exchanges, session_id=sid)))
+                    report.sessions.append(save(sid, client, exchanges))
                 except OSError as e:
                     raise JournalError(f"{directory}: cannot write recovered session {sid}: "
                                        f"{e.strerror or e}") from e
@@ -345,6 +355,12 @@ def recover(directory: Path, write: Callable[[Session], Path] | None = None) -> 
         finally:
             os.close(fd)
     return report
+
+
+def write_sorted(directory: Path, session_id: str, client: ClientKey, exchanges: list[Exchange]) -> Path:
+    """A session file of exchanges held in memory, ordered by request start."""
+    ordered = sorted(exchanges, key=lambda x: x.started)
+    return write_exchanges(directory, default_head(session_id, client, ordered), ordered)
 
 
 def describe(report: Recovered, directory: Path) -> str:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import sys
 from collections.abc import Callable
-from typing import NamedTuple, TextIO
+from typing import TextIO
 
 from mitmproxy import ctx
 from mitmproxy.addonmanager import Loader
@@ -21,21 +21,10 @@ from rich.console import Console
 from rich.live import Live
 from rich.text import Text
 
+from recorder.pipeline import Counts
+
 REFRESH = 0.25
 PLAIN_INTERVAL = 10.0
-
-
-class Counts(NamedTuple):
-    flows: int
-    """Requests recorded."""
-    open: int
-    """Sessions still open (in memory)."""
-    written: int
-    """Session files written."""
-    bytes: int
-    """Body bytes recorded, requests and responses."""
-    skipped: int
-    """Flows not recorded (filtered, failed, WebSocket, non-HTTP)."""
 
 
 def human_bytes(count: int) -> str:

@@ -15,6 +15,7 @@ placeholder is percent-encoded) gets the same placeholder.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from collections.abc import Iterable
 from pathlib import Path
@@ -69,6 +70,10 @@ def load_key(directory: Path) -> bytes:
     return bytes.fromhex(path.read_text().strip())
 
 
+_REMEMBERED = 4096
+"""Placeholders a ``Redactor`` remembers (values are secrets of one recording: kept in memory only)."""
+
+
 class Redactor:
     """Redacts with one key; the names it redacts are fixed at construction."""
 
@@ -76,11 +81,22 @@ class Redactor:
         self._key = key
         self.headers = frozenset(h.strip().lower() for h in (*ALWAYS_HEADERS, *DEFAULT_HEADERS, *headers))
         self.fields = frozenset(normalize(f.strip()) for f in (*DEFAULT_FIELDS, *fields) if f.strip())
-        self._field_bytes = tuple(f.encode("utf-8") for f in self.fields)
+        # One search for all the names (longest first, so none hides another): cheaper than one per name.
+        names = sorted(self.fields, key=len, reverse=True)
+        self._field_text = re.compile("|".join(re.escape(f) for f in names))
+        self._field_bytes = re.compile(b"|".join(re.escape(f.encode("utf-8")) for f in names))
+        self._placeholders: dict[str, str] = {}
 
     def placeholder(self, value: str) -> str:
         # The format is shared with the replayer, which fills placeholders in (traffic_replay.redacted).
-        return placeholder(self._key, value)
+        # Remembered: the same session cookie and token come back on every request, and an HMAC is the
+        # dearest step of redacting a flow. Bounded, so a stream of distinct values cannot grow it.
+        known = self._placeholders.get(value)
+        if known is None:
+            if len(self._placeholders) >= _REMEMBERED:
+                self._placeholders.clear()
+            known = self._placeholders[value] = placeholder(self._key, value)
+        return known
 
     # Headers ------------------------------------------------------------------------
 
@@ -196,8 +212,8 @@ class Redactor:
         if "%" in text:
             text = unquote_plus(text)
         squashed = text.lower().replace("_", "").replace("-", "")
-        return any(f in squashed for f in self.fields)
+        return self._field_text.search(squashed) is not None
 
     def _may_hold_bytes(self, content: bytes) -> bool:
         squashed = content.lower().replace(b"_", b"").replace(b"-", b"")
-        return any(f in squashed for f in self._field_bytes)
+        return self._field_bytes.search(squashed) is not None

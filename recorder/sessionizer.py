@@ -12,29 +12,25 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import NamedTuple, cast
+from typing import Any, NamedTuple, cast
 
+from recorder.records import BodyData, Exchange
 from recorder.sessionkeys import ClientKey, SessionKey
-from traffic_replay.format import Body, ClientInfo, Header, Request, Response, Scheme, Session
+from traffic_replay.format import Body, ClientInfo, Request, Response, Scheme, Session
 
-__all__ = ["ClientKey", "Exchange", "SessionKey", "Sessionizer", "build_session"]
+__all__ = ["ClientKey", "Closed", "Exchange", "SessionKey", "Sessionizer", "build_session"]
 
 
-class Exchange(NamedTuple):
-    """One finished request/response, timestamps in epoch seconds."""
+class Closed(NamedTuple):
+    """A closed session as the sessionizer held it: its id, the client that opened it, its exchanges."""
 
-    started: float
-    request_end: float
-    finished: float
-    method: str
-    scheme: str
-    host: str
-    port: int
-    path: str
-    http_version: str
-    headers: list[Header]
-    body: Body | None
-    response: Response
+    id: str
+    client: ClientKey
+    exchanges: list[Any]
+    """``Exchange`` tuples, or what the caller added in their place (the recorder's ``Spilled``)."""
+
+    def session(self) -> Session:
+        return build_session(self.client, self.exchanges, self.id)
 
 
 class _OpenSession:
@@ -45,7 +41,7 @@ class _OpenSession:
         self.id = new_session_id(started)
         self.key = key
         self.client = client
-        self.exchanges: list[Exchange] = []
+        self.exchanges: list[Any] = []
         self.first_started = started
         self.last_seen = 0.0
 
@@ -59,12 +55,11 @@ class _OpenSession:
 class Sessionizer:
     """Holds the open sessions, one per session key."""
 
-    def __init__(self, idle_gap: float, on_close: Callable[[Session], None], max_session: float | None = None) -> None:
+    def __init__(self, idle_gap: float, on_close: Callable[[Closed], None], max_session: float | None = None) -> None:
         self.idle_gap = idle_gap
         self.max_session = max_session
         self.on_close = on_close
-        self.build: Callable[[ClientKey, list[Exchange], str], Session] = build_session
-        """Makes the closed session's ``Session``: the recorder's reads the exchanges it spilled to its journal."""
+        """Takes each closed session: ``Closed.session()`` builds its ``Session``."""
         self.on_merge: Callable[[str, str], None] | None = None
         """Called with (absorbed id, surviving id) when two open sessions become one."""
         self._open: dict[SessionKey, _OpenSession] = {}
@@ -73,7 +68,7 @@ class Sessionizer:
     def open_count(self) -> int:
         return len(self._open)
 
-    def add(self, key: SessionKey, exchange: Exchange, client: ClientKey | None = None,
+    def add(self, key: SessionKey, exchange: Any, client: ClientKey | None = None,
             adopt: SessionKey | None = None) -> str:
         """Add ``exchange`` to ``key``'s session, after merging ``adopt``'s open session into it.
 
@@ -111,6 +106,10 @@ class Sessionizer:
         for session in list(self._open.values()):
             self._close(session)
 
+    def discard_all(self) -> None:
+        """Forget every open session without closing it."""
+        self._open.clear()
+
     def _expired(self, session: _OpenSession, now: float) -> bool:
         if now - session.last_seen > self.idle_gap:
             return True
@@ -118,7 +117,7 @@ class Sessionizer:
 
     def _close(self, session: _OpenSession) -> None:
         del self._open[session.key]
-        self.on_close(self.build(session.client, session.exchanges, session.id))
+        self.on_close(Closed(session.id, session.client, session.exchanges))
 
 
 def new_session_id(started: float) -> str:
@@ -137,7 +136,9 @@ def build_session(key: ClientKey, exchanges: list[Exchange], session_id: str | N
             offset_ms=round((e.started - t0) * 1000, 3),
             duration_ms=round(max(e.finished - e.started, 0.0) * 1000, 3),
             method=e.method, scheme=cast(Scheme, e.scheme), host=e.host, port=e.port, path=e.path,
-            http_version=e.http_version, headers=e.headers, body=e.body, response=e.response,
+            http_version=e.http_version, headers=e.headers, body=_body(e.body), response=Response(
+                status=e.response.status, reason=e.response.reason, headers=e.response.headers,
+                duration_ms=e.response.duration_ms, body=_body(e.response.body)),
         )
         for e in ordered
     ]
@@ -149,3 +150,10 @@ def build_session(key: ClientKey, exchanges: list[Exchange], session_id: str | N
         started_at=started_at,
         requests=requests,
     )
+
+
+def _body(body: BodyData | None) -> Body | None:
+    if body is None:
+        return None
+    return Body(encoding=body.encoding, data=body.data, content_type=body.content_type, size=body.size,
+                truncated=body.truncated)

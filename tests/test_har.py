@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 from pathlib import Path
 
-import msgspec
 import orjson
 import pytest
 
 from recorder.filters import FlowFilter
-from recorder.har import INVALID, NO_RESPONSE, NOT_HTTP, WEBSOCKET, HarError, load_har
+from recorder.har import INVALID, NO_RESPONSE, NOT_HTTP, WEBSOCKET, HarError, group_id, load_har
+from recorder.records import request_fields
 from recorder.redaction import Redactor
 
 pytestmark = pytest.mark.timeout(10)
@@ -104,7 +105,7 @@ def test_the_recorder_s_filter_and_redaction_apply(tmp_path: Path) -> None:
                    Redactor(b"k" * 32))
     reasons = [reason for _, _, reason in har.skipped]
     assert reasons.count("excluded") == 1 and reasons.count("static") == 1
-    text = msgspec.json.encode([x._asdict() for g in har.groups for x in g.exchanges]).decode()
+    text = orjson.dumps([request_fields(x) for g in har.groups for x in g.exchanges]).decode()
     assert "abc.def" not in text and "tok-123" not in text and "Bearer «redacted:" in text
 
 
@@ -135,3 +136,27 @@ def test_a_har_with_a_byte_order_mark_reads(tmp_path: Path) -> None:
     path = tmp_path / "bom.har"
     path.write_bytes(b"\xef\xbb\xbf" + orjson.dumps({"log": {"entries": [entry("GET", "https://shop.example/", 200)]}}))
     assert [len(g.exchanges) for g in load_har(path, 1024).groups] == [1]
+
+
+def test_pages_after_the_entries_still_name_the_groups(tmp_path: Path) -> None:
+    first = firefox_har(tmp_path)
+    document = orjson.loads(first.read_bytes())
+    log = document["log"]
+    path = tmp_path / "pages-last.har"
+    path.write_bytes(orjson.dumps({"log": {"entries": log["entries"], "pages": log["pages"]}}))
+    assert [g.title for g in load_har(path, 1024, "page").groups] == ["Shop", "Cart"]
+
+
+def test_invalid_json_after_some_entries_is_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "cut.har"
+    path.write_bytes(orjson.dumps({"log": {"entries": [entry("GET", "https://shop.example/", 200)] * 3}})[:-40])
+    with pytest.raises(HarError, match="not valid JSON") as info:
+        load_har(path, 1024, "file")
+    assert "\n" not in str(info.value)
+
+
+def test_the_stable_id_is_of_the_file_s_bytes(tmp_path: Path) -> None:
+    path = firefox_har(tmp_path)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    (group,) = load_har(path, 1024, "file").groups
+    assert group.id == group_id(digest, "", group.exchanges[0].started)

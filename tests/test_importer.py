@@ -189,3 +189,24 @@ def test_bad_input_is_one_error_line_with_the_path(tmp_path: Path, name: str, co
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"error: {path}: ") and message in lines[0], lines
+
+
+def test_entries_a_session_file_could_not_hold_are_skipped_and_the_rest_loads(tmp_path: Path) -> None:
+    # Browsers and hand-edited HARs hold what no session file may: a method with a space, a port past
+    # 65535. Each is skipped with its reason; what is written loads (a bad line refused at load would
+    # take its whole session with it).
+    def entry(method: str, url: str) -> dict[str, object]:
+        return {"startedDateTime": "2026-01-02T10:00:00.000Z", "time": 5,
+                "request": {"method": method, "url": url, "httpVersion": "HTTP/1.1", "headers": []},
+                "response": {"status": 200, "statusText": "OK", "headers": [],
+                             "content": {"size": 2, "mimeType": "text/plain", "text": "ok"}}}
+    har = tmp_path / "odd.har"
+    har.write_bytes(orjson.dumps({"log": {"entries": [
+        entry("get", "http://127.0.0.1:8000/a"), entry("G ET", "http://127.0.0.1:8000/b"),
+        entry("GET", "http://127.0.0.1:99999/c"), entry("PROPFIND", "http://127.0.0.1:8000/d")]}}))
+    done = replay_import(str(har), "-o", str(tmp_path / "rec"))
+    assert done.returncode == 0, done.stderr
+    imported, items, skipped = accounted(done.stderr)
+    assert (imported, items) == (2, 4) and skipped == {"not an HTTP method": 1, "not a valid HAR entry": 1}
+    (session,) = load_recordings(tmp_path / "rec")
+    assert [(r.method, r.path) for r in session.requests] == [("GET", "/a"), ("PROPFIND", "/d")]

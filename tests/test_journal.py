@@ -15,8 +15,9 @@ from mitmproxy.test import taddons
 from recorder.addon import Recorder
 from recorder.journal import JOURNAL_DIR, Journal, JournalError, Spilled, read_journal, recover
 from recorder.journal import main as journal_main
-from recorder.sessionizer import Exchange, Sessionizer
-from traffic_replay.format import Body, Response, Session, load_recordings, write_session
+from recorder.records import ResponseData, body_data
+from recorder.sessionizer import Closed, Exchange, Sessionizer
+from traffic_replay.format import load_recordings, write_session
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -28,9 +29,9 @@ def exchange(path: str, started: float, body: bytes | None = None) -> Exchange:
         started=started, request_end=started + 0.001, finished=started + 0.01, method="POST" if body else "GET",
         scheme="http", host="127.0.0.1", port=8000, path=path, http_version="HTTP/1.1",
         headers=[("Host", "127.0.0.1:8000"), ("X-Dup", "1"), ("X-Dup", "2")],
-        body=Body.from_bytes(body, "application/octet-stream") if body else None,
-        response=Response(status=200, reason="OK", headers=[("Content-Type", "application/json")], duration_ms=9.0,
-                          body=Body.from_bytes(b'{"ok": true}', "application/json")),
+        body=body_data(body, "application/octet-stream") if body else None,
+        response=ResponseData(status=200, reason="OK", headers=[("Content-Type", "application/json")], duration_ms=9.0,
+                              body=body_data(b'{"ok": true}', "application/json")),
     )
 
 
@@ -47,7 +48,7 @@ def test_every_exchange_is_a_line_on_disk_as_it_is_appended(tmp_path: Path) -> N
     journal = Journal(tmp_path)
     journal.append("s1", CLIENT, exchange("/a", 100.0, body=b"\x00\xff binary"))
     lines = journals(tmp_path)[0].read_bytes().splitlines()
-    assert orjson.loads(lines[0])["journal"] == 1
+    assert orjson.loads(lines[0])["journal"] == 2
     assert orjson.loads(lines[1])["s"] == "s1"
     contents = read_journal(journals(tmp_path)[0])
     assert contents.exchanges["s1"] == [exchange("/a", 100.0, body=b"\x00\xff binary")]
@@ -55,7 +56,7 @@ def test_every_exchange_is_a_line_on_disk_as_it_is_appended(tmp_path: Path) -> N
 
 
 def test_a_killed_recorder_s_sessions_are_recovered_as_the_sessionizer_grouped_them(tmp_path: Path) -> None:
-    written: list[Session] = []
+    written: list[Closed] = []
     journal = Journal(tmp_path)
     sessionizer = Sessionizer(5.0, written.append)
     alice, bob = ("10.0.0.1", "alice"), ("10.0.0.2", "bob")
@@ -63,9 +64,9 @@ def test_a_killed_recorder_s_sessions_are_recovered_as_the_sessionizer_grouped_t
             (alice, exchange("/a3", 120.0))]  # the idle gap closes alice's first session here
     for client, x in feed:
         journal.append(sessionizer.add(client, x), client, x)
-        for session in written:  # as the recorder does once a file is written
-            write_session(session, tmp_path)
-            journal.written(session.id)
+        for closed in written:  # as the recorder does once a file is written
+            write_session(closed.session(), tmp_path)
+            journal.written(closed.id)
         written.clear()
     crash(journal)
     assert [p.name for p in tmp_path.glob("*.json")] != []
@@ -105,6 +106,18 @@ def test_a_line_cut_short_by_the_crash_is_counted_and_the_rest_recovered(tmp_pat
     report = recover(tmp_path)
     assert report.damaged_lines == 1 and report.exchanges == 1
     assert [r.path for r in load_recordings(tmp_path)[0].requests] == ["/a"]
+
+
+def test_a_version_1_journal_line_is_still_recovered(tmp_path: Path) -> None:
+    journal = Journal(tmp_path)
+    crash(journal)
+    assert journal.path is not None
+    old = exchange("/old", 100.0)
+    x = {**old._asdict(), "body": None, "response": {**old.response._asdict(), "body": old.response.body._asdict()}}
+    with journal.path.open("ab") as fh:  # the layout before the timing moved out of "x"
+        fh.write(orjson.dumps({"s": "20260101T000000-0ld00001", "c": CLIENT, "x": x}) + b"\n")
+    assert recover(tmp_path).exchanges == 1
+    assert [r.path for r in load_recordings(tmp_path)[0].requests] == ["/old"]
 
 
 def test_a_journal_held_by_a_live_recorder_is_left_alone(tmp_path: Path) -> None:
@@ -164,8 +177,8 @@ def test_the_addon_journals_each_flow_and_recovers_at_start(tmp_path: Path) -> N
         tctx.configure(killed, replay_dir=str(tmp_path))
         killed.response(timed_flow(b"/one", 100.0))
         killed.response(timed_flow(b"/two", 101.0))
-        assert killed.journal is not None
-        crash(killed.journal)  # no done(): the process died
+        assert killed.pipeline.journal is not None
+        crash(killed.pipeline.journal)  # no done(): the process died
     assert list(tmp_path.glob("*.json")) == []
 
     restarted = Recorder()
@@ -173,7 +186,7 @@ def test_the_addon_journals_each_flow_and_recovers_at_start(tmp_path: Path) -> N
         tctx.configure(restarted, replay_dir=str(tmp_path))
         restarted.open_journal()  # what running() does
         assert [r.path for r in load_recordings(tmp_path)[0].requests] == ["/one", "/two"]
-        restarted.finish()
+        restarted.pipeline.finish()
     assert journals(tmp_path) == []
 
 
@@ -186,7 +199,7 @@ def test_a_journal_write_failure_stops_the_proxy(tmp_path: Path, monkeypatch: py
         monkeypatch.setattr(os, "write", lambda fd, data: (_ for _ in ()).throw(OSError(errno.ENOSPC, "No space")))
         recorder.response(timed_flow(b"/a", 100.0))
         monkeypatch.undo()
-        assert recorder.journal_failed and stopped == [True]
+        assert recorder.pipeline.journal_failed and stopped == [True]
         # What it had is still written out at the end, and the exit is not a success.
         with pytest.raises(SystemExit) as exit_info:
             tctx.master.event_loop.run_until_complete(recorder.done())
@@ -201,8 +214,8 @@ def test_a_journal_fsync_option_must_be_seconds(tmp_path: Path) -> None:
             tctx.configure(recorder, replay_journal_fsync="often")
         tctx.configure(recorder, replay_dir=str(tmp_path), replay_journal_fsync="0")
         recorder.open_journal()
-        assert recorder.journal is not None and recorder.journal.fsync_interval == 0
-        recorder.finish()
+        assert recorder.pipeline.journal is not None and recorder.pipeline.journal.fsync_interval == 0
+        recorder.pipeline.finish()
 
 
 def test_an_open_session_holds_timing_not_the_exchange(tmp_path: Path) -> None:
@@ -213,9 +226,9 @@ def test_an_open_session_holds_timing_not_the_exchange(tmp_path: Path) -> None:
         assert flow.response is not None
         flow.response.content = b"x" * 100_000
         recorder.response(flow)
-        (held,) = [x for s in recorder.sessionizer._open.values() for x in s.exchanges]
+        (held,) = [x for s in recorder.pipeline.sessionizer._open.values() for x in s.exchanges]
         assert isinstance(held, Spilled) and held.exchange is None  # only timing and a journal offset
-        recorder.finish()
+        recorder.pipeline.finish()
     body = load_recordings(tmp_path)[0].requests[0].response.body  # type: ignore[union-attr]
     assert body is not None and body.size == 100_000
 

@@ -28,7 +28,7 @@ def test_flows_become_one_session_per_client(tmp_path: Path) -> None:
         recorder.response(timed_flow(b"/a", 100.0, "alice"))
         recorder.response(timed_flow(b"/x", 100.5, "bob", body=b'{"q": 1}'))
         recorder.response(timed_flow(b"/b?page=2", 101.0, "alice"))
-        recorder.sessionizer.close_all()
+        recorder.pipeline.finish()
     sessions = {s.client.user_agent: s for s in load_recordings(tmp_path)}
     assert [r.path for r in sessions["alice"].requests] == ["/a", "/b?page=2"]
     assert [r.offset_ms for r in sessions["alice"].requests] == [0.0, 1000.0]
@@ -45,7 +45,7 @@ def test_an_idle_gap_splits_a_client_into_two_sessions(tmp_path: Path) -> None:
         recorder.response(timed_flow(b"/1", 100.0, "alice"))
         recorder.response(timed_flow(b"/2", 101.0, "alice"))
         recorder.response(timed_flow(b"/3", 110.0, "alice"))
-        recorder.sessionizer.close_all()
+        recorder.pipeline.finish()
     assert sorted(len(s.requests) for s in load_recordings(tmp_path)) == [1, 2]
 
 
@@ -57,7 +57,7 @@ def test_response_bodies_are_capped(tmp_path: Path) -> None:
         assert flow.response is not None
         flow.response.content = b"0123456789"
         recorder.response(flow)
-        recorder.sessionizer.close_all()
+        recorder.pipeline.finish()
     body = load_recordings(tmp_path)[0].requests[0].response.body  # type: ignore[union-attr]
     assert body is not None and (body.data, body.size, body.truncated) == ("0123", 10, True)
 
@@ -82,8 +82,8 @@ def test_websocket_and_failed_flows_are_skipped(tmp_path: Path) -> None:
         tctx.configure(recorder, replay_dir=str(tmp_path))
         recorder.response(tflow.twebsocketflow())
         recorder.error(tflow.tflow(err=True))
-        recorder.sessionizer.close_all()
-    assert recorder.skipped == 2 and recorder.flows == 0
+        recorder.pipeline.finish()
+    assert recorder.pipeline.skipped == 2 and recorder.pipeline.flows == 0
     assert list(tmp_path.glob("*.json")) == []  # (.journal/ is the crash journal, not a session)
 
 
@@ -111,8 +111,8 @@ def test_cookie_keyed_sessions_adopt_the_requests_before_login(tmp_path: Path) -
         recorder.response(_cookie_flow(b"/login-post?u=bob", 103.0, sets="B"))
         for i, user in enumerate(["A", "B", "A", "B"]):
             recorder.response(_cookie_flow(f"/cart/{i}?u={user}".encode(), 104.0 + i, sent=user))
-        assert recorder.sessionizer.open_count == 2
-        recorder.sessionizer.close_all()
+        assert recorder.pipeline.sessionizer.open_count == 2
+        recorder.pipeline.finish()
     paths = sorted([r.path for r in s.requests] for s in load_recordings(tmp_path))
     assert paths == [["/login?u=ada", "/login-post?u=ada", "/cart/0?u=A", "/cart/2?u=A"],
                      ["/login?u=bob", "/login-post?u=bob", "/cart/1?u=B", "/cart/3?u=B"]]
@@ -127,7 +127,7 @@ def test_header_keyed_sessions_and_max_session(tmp_path: Path) -> None:
             flow = timed_flow(f"/{i}".encode(), start, "app/1")
             flow.request.headers["X-Device"] = device
             recorder.response(flow)
-        recorder.sessionizer.close_all()
+        recorder.pipeline.finish()
     # d1 is split at 10 s: /0 and /2, then /3.
     assert sorted([r.path for r in s.requests] for s in load_recordings(tmp_path)) == [["/0", "/2"], ["/1"], ["/3"]]
 
@@ -146,9 +146,10 @@ def test_filters_skip_and_count_by_reason(tmp_path: Path) -> None:
         flows["sub"].request.host = "eu.shop.test"
         for flow in flows.values():
             recorder.response(flow)
-        recorder.sessionizer.close_all()
+        recorder.pipeline.finish()
     assert sorted(r.path for s in load_recordings(tmp_path) for r in s.requests) == ["/api/cart", "/api/items"]
-    assert recorder.skips == {"static": 2, "excluded": 1, "host not allowed": 1} and recorder.skipped == 4
+    assert recorder.pipeline.skips == {"static": 2, "excluded": 1, "host not allowed": 1}
+    assert recorder.pipeline.skipped == 4
 
 
 def test_secrets_are_redacted_in_requests_and_responses(tmp_path: Path) -> None:
@@ -168,7 +169,7 @@ def test_secrets_are_redacted_in_requests_and_responses(tmp_path: Path) -> None:
         then = timed_flow(b"/me", 101.0, "a")
         then.request.headers["Authorization"] = "Bearer tok-77a"
         recorder.response(then)
-        recorder.sessionizer.close_all()
+        recorder.pipeline.finish()
     files = list(tmp_path.rglob("*"))
     for path in (p for p in files if p.is_file()):
         for secret in secrets:
@@ -179,8 +180,8 @@ def test_secrets_are_redacted_in_requests_and_responses(tmp_path: Path) -> None:
     # The token handed out and the token sent back share one placeholder.
     assert PLACEHOLDER.fullmatch(token) and dict(second.headers)["Authorization"] == f"Bearer {token}"
     assert first.path.startswith("/login?api_key=%C2%ABredacted:") and first.path.endswith("&page=1")
-    assert recorder.redactor is not None
-    assert dict(first.headers)["Cookie"] == f"sid={recorder.redactor.placeholder('cookie-5c1')}"
+    assert recorder.pipeline.redactor is not None
+    assert dict(first.headers)["Cookie"] == f"sid={recorder.pipeline.redactor.placeholder('cookie-5c1')}"
 
 
 def test_a_compressed_request_body_is_redacted_decoded(tmp_path: Path) -> None:
@@ -192,7 +193,7 @@ def test_a_compressed_request_body_is_redacted_decoded(tmp_path: Path) -> None:
         flow.request.headers["Content-Encoding"] = "gzip"
         flow.request.raw_content = gzip.compress(b"user=ada&password=pw-9f2")
         recorder.response(flow)
-        recorder.sessionizer.close_all()
+        recorder.pipeline.finish()
     request = load_recordings(tmp_path)[0].requests[0]
     assert request.body is not None and request.body.to_bytes().startswith(b"user=ada&password=%C2%ABredacted:")
     assert "content-encoding" not in {k.lower() for k, _ in request.headers}
@@ -246,7 +247,7 @@ def test_non_http_flows_are_counted_never_recorded(tmp_path: Path) -> None:
         websocket.error = flow_error = tflow.terr()
         assert flow_error is not None
         recorder.error(websocket)  # its end is not counted twice
-    assert recorder.skips == {"non-http": 3, "websocket": 1} and recorder.flows == 0
+    assert recorder.pipeline.skips == {"non-http": 3, "websocket": 1} and recorder.pipeline.flows == 0
 
 
 def test_a_failed_update_creates_nothing_where_the_restored_values_point(tmp_path: Path,

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from recorder.sessionizer import Exchange, Sessionizer
-from traffic_replay.format import Response, Session
+from recorder.records import ResponseData
+from recorder.sessionizer import Closed, Exchange, Sessionizer
+from traffic_replay.format import Session
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -16,12 +17,16 @@ BOB = ("10.0.0.2", "bob")
 def _exchange(path: str, start: float) -> Exchange:
     return Exchange(started=start, request_end=start + 0.001, finished=start + 0.01, method="GET", scheme="http",
                     host="shop", port=80, path=path, http_version="HTTP/1.1", headers=[], body=None,
-                    response=Response(status=200, duration_ms=9.0))
+                    response=ResponseData(status=200, reason="", headers=[], duration_ms=9.0, body=None))
 
 
 def _sessionizer(idle_gap: float = 30.0, max_session: float | None = None) -> tuple[Sessionizer, list[Session]]:
     closed: list[Session] = []
-    return Sessionizer(idle_gap, closed.append, max_session=max_session), closed
+
+    def close(session: Closed) -> None:
+        closed.append(session.session())
+
+    return Sessionizer(idle_gap, close, max_session=max_session), closed
 
 
 def _paths(sessions: list[Session]) -> list[list[str]]:

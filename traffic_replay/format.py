@@ -32,6 +32,8 @@ from traffic_replay.errors import RecordingError, SessionFileError
 FORMAT_VERSION: Literal[1] = 1
 
 Header = tuple[str, str]
+METHOD_PATTERN = r"^[A-Z][A-Z0-9_-]*$"
+"""What a request's method must match: an importer checks it per entry, before a session holds it."""
 Scheme = Literal["http", "https"]
 
 # Content types we keep as readable text; anything else that is not valid UTF-8 goes base64.
@@ -86,7 +88,7 @@ class Request(Struct, kw_only=True, frozen=True, forbid_unknown_fields=True, gc=
 
     offset_ms: Annotated[float, Meta(ge=0, description="Start of the request, from the session start.")]
     duration_ms: Annotated[float, Meta(ge=0, description="From the request start to the response complete.")]
-    method: Annotated[str, Meta(pattern=r"^[A-Z][A-Z0-9_-]*$")]
+    method: Annotated[str, Meta(pattern=METHOD_PATTERN)]
     scheme: Scheme
     host: Annotated[str, Meta(min_length=1)]
     port: Annotated[int, Meta(ge=1, le=65535)]
