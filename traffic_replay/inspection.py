@@ -4,19 +4,23 @@ from __future__ import annotations
 
 import re
 from collections import Counter, defaultdict
+from functools import partial
+from typing import Annotated
 
-from pydantic import BaseModel, Field
+import msgspec
+from msgspec import Meta, Struct, field
 from rich.console import Console
 from rich.table import Table
 
 from traffic_replay.correlation import Rule, analyse, apply_rules, unsourced_values
 from traffic_replay.correlation.secrets import session_secrets
+from traffic_replay.fanout import map_sessions
 from traffic_replay.format import Session
 from traffic_replay.hosts import unreplayable
 from traffic_replay.naming import endpoint_template
 
 
-class SessionRow(BaseModel):
+class SessionRow(Struct, kw_only=True, gc=False):
     id: str
     name: str
     requests: int
@@ -25,7 +29,7 @@ class SessionRow(BaseModel):
     weight: float
 
 
-class EndpointRow(BaseModel):
+class EndpointRow(Struct, kw_only=True, gc=False):
     method: str
     name: str
     requests: int
@@ -33,30 +37,38 @@ class EndpointRow(BaseModel):
     statuses: dict[str, int]
 
 
-class CorrelationRow(BaseModel):
+class CorrelationRow(Struct, kw_only=True, gc=False):
     session: str
     value: str
-    sources: list[str] = Field(description="Where the live value is read, e.g. 'step 4 JSON listing.id'.")
-    uses: list[str] = Field(description="Where it is sent, e.g. 'step 5 path'.")
+    sources: Annotated[list[str], Meta(description="Where the live value is read, e.g. 'step 4 JSON listing.id'.")]
+    uses: Annotated[list[str], Meta(description="Where it is sent, e.g. 'step 5 path'.")]
     rule: str | None = None
 
 
-class SecretRow(BaseModel):
-    placeholder: str = Field(description="The redacted value as recorded, e.g. '«redacted:1a2b3c4d»'.")
-    variable: str = Field(description="Where a replay takes its value from, e.g. 'REPLAY_SECRET_1A2B3C4D'.")
+class SecretRow(Struct, kw_only=True, gc=False):
+    placeholder: Annotated[str, Meta(description="The redacted value as recorded, e.g. '«redacted:1a2b3c4d»'.")]
+    variable: Annotated[str, Meta(description="Where a replay takes its value from, e.g. 'REPLAY_SECRET_1A2B3C4D'.")]
     session: str
-    sent_in: list[str] = Field(description="Where it is sent, e.g. 'step 2 body'.")
+    sent_in: Annotated[list[str], Meta(description="Where it is sent, e.g. 'step 2 body'.")]
 
 
-class Inspection(BaseModel):
+class Inspection(Struct, kw_only=True):
+    """What ``replay inspect --json`` prints (msgspec structs: a busy recording has a row per
+    correlation, hundreds of thousands of them, and a validating model per row cost seconds)."""
+
     sessions: list[SessionRow]
     endpoints: list[EndpointRow]
     hosts: list[str]
     total_requests: int
-    correlations: list[CorrelationRow] = Field(default_factory=list)
-    warnings: list[str] = Field(default_factory=list)
-    secrets: list[SecretRow] = Field(default_factory=list, description=(
-        "Redacted values a replay must be given (REPLAY_SECRET_… or a --data-map column), session by session."))
+    correlations: list[CorrelationRow] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    secrets: Annotated[list[SecretRow], Meta(description=(
+        "Redacted values a replay must be given (REPLAY_SECRET_… or a --data-map column), session by session."))] = \
+        field(default_factory=list)
+
+    def to_json(self) -> bytes:
+        """Indented JSON, fields in their declared order."""
+        return msgspec.json.format(msgspec.json.encode(self), indent=2)
 
 
 def _short(value: str) -> str:
@@ -90,7 +102,7 @@ def _correlations(session: Session, rules: list[Rule]) -> tuple[list[Correlation
 
 
 def inspect_sessions(sessions: list[Session], rules: list[Rule] | None = None) -> Inspection:
-    found = [_correlations(s, rules or []) for s in sessions]
+    found = map_sessions(partial(_correlations, rules=rules or []), sessions)
     counts: Counter[tuple[str, str]] = Counter()
     statuses: defaultdict[tuple[str, str], Counter[str]] = defaultdict(Counter)
     in_sessions: defaultdict[tuple[str, str], set[str]] = defaultdict(set)
@@ -118,6 +130,13 @@ SHOWN = 20
 """Rows of a table (and warnings) shown before the rest is counted: a recording of a busy hour has
 thousands of sessions and correlations, which a terminal cannot show usefully (``--all`` does)."""
 _WARNING_HEAD = re.compile(r"^session '(?:[^'\\]|\\.)*' step \d+: \S+ ")
+
+
+def _listed(items: list[str], everything: bool, shown: int = 3) -> str:
+    """The first places of a value (a bearer token is sent by every request of a long session)."""
+    if everything or len(items) <= shown:
+        return ", ".join(items)
+    return ", ".join(items[:shown]) + f" … and {len(items) - shown:,} more"
 
 
 def _more(table: Table, shown: int, total: int, what: str) -> None:
@@ -150,7 +169,7 @@ def render_inspection(report: Inspection, console: Console, everything: bool = F
             table.add_column(column)
         for c in report.correlations[:shown]:
             table.add_row(c.session, c.value, ", ".join(c.sources[:2]) + (" …" if len(c.sources) > 2 else ""),
-                          ", ".join(c.uses))
+                          _listed(c.uses, everything))
         _more(table, len(report.correlations[:shown]), len(report.correlations), "correlations")
         console.print(table)
     if report.secrets:
@@ -160,7 +179,7 @@ def render_inspection(report: Inspection, console: Console, everything: bool = F
         for column in ("placeholder", "variable", "session", "sent in"):
             needed.add_column(column)
         for secret in report.secrets[:shown]:
-            needed.add_row(secret.placeholder, secret.variable, secret.session, ", ".join(secret.sent_in))
+            needed.add_row(secret.placeholder, secret.variable, secret.session, _listed(secret.sent_in, everything))
         _more(needed, len(report.secrets[:shown]), len(report.secrets), "sessions that send secrets")
         console.print(needed)
     for warning, count in _warnings(report.warnings, everything):

@@ -27,7 +27,7 @@ def inspect(
     """Show the sessions, endpoints, correlations and warnings of a recordings directory."""
     report = inspect_sessions(load_recordings(directory), load_rules(rules) if rules is not None else None)
     if json:
-        sys.stdout.write(orjson.dumps(report.model_dump(mode="json"), option=orjson.OPT_INDENT_2).decode() + "\n")
+        sys.stdout.buffer.write(report.to_json() + b"\n")
     else:
         render_inspection(report, out, everything)
 

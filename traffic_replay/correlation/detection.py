@@ -326,10 +326,13 @@ def analyse(session: Session) -> Analysis:
     found: dict[tuple[str, Source], Correlation] = {}
     rejected: dict[str, Rejected] = {}
     # Only what some request sends can be carried over: one pass to know those values first.
-    sendable = {value for request in session.requests for value, _, _ in _sends(request)}
+    # (kept: working them out is a third of the analysis; they are mostly tuples the caches share)
+    all_sends = [_sends(request) for request in session.requests]
+    sendable = {value for sends in all_sends for value, _, _ in sends}
     sendable.discard("")
     for step, request in enumerate(session.requests):
-        sends = _sends(request)
+        sends = all_sends[step]
+        all_sends[step] = []  # (what is done with goes: the index holds the offers from here on)
         placed: set[tuple[str, str, str, tuple[int, int] | None, str | None]] = set()
         for value, f, inner in sends:
             candidates = offered.get(value)

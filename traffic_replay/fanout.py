@@ -1,0 +1,60 @@
+"""Work on many sessions spread over the machine's cores: sessions are independent of each other.
+
+Used where a command does one pure computation per session (``replay inspect``'s
+detection) and nothing else runs: the children are forked, so they start with the loaded
+sessions already in memory (``load_recordings`` froze them out of the collector's way, so
+copy-on-write pages stay shared) and only the results travel back, pickled. Never in the
+replay process: Locust's gevent hub does not survive a fork.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections.abc import Callable, Sequence
+from typing import TypeVar
+
+from traffic_replay.format import Session
+
+__all__ = ["FORK_FROM", "map_sessions"]
+
+T = TypeVar("T")
+
+FORK_FROM = 20_000
+"""Requests in all below which one process does it: forking and pickling cost more than they save."""
+
+_work: tuple[Callable[[Session], object], Sequence[Session]] | None = None
+
+
+def _one(index: int) -> object:
+    assert _work is not None
+    function, sessions = _work
+    return function(sessions[index])
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def map_sessions(function: Callable[[Session], T], sessions: Sequence[Session]) -> list[T]:
+    """``[function(s) for s in sessions]``, in that order, over the cores when there is enough to share.
+
+    ``function`` must be a module-level function (or a ``functools.partial`` of one) whose
+    result pickles; an exception it raises is raised here as it would be in one process.
+    """
+    cores = min(_cores(), len(sessions))
+    if cores < 2 or sum(len(s.requests) for s in sessions) < FORK_FROM:
+        return [function(s) for s in sessions]
+    global _work
+    _work = (function, sessions)
+    try:
+        # Small chunks in order: sessions differ in length, and one long one must not hold up a chunk.
+        with multiprocessing.get_context("fork").Pool(cores) as pool:
+            done: list[T] = pool.map(_one, range(len(sessions)),  # type: ignore[arg-type]
+                                     chunksize=max(1, len(sessions) // (cores * 16)))
+            return done
+    finally:
+        _work = None
