@@ -19,6 +19,7 @@ from __future__ import annotations
 import base64
 import gc
 import os
+import re
 import tempfile
 from datetime import datetime
 from pathlib import Path
@@ -197,9 +198,16 @@ def describe_error(err: msgspec.MsgspecError) -> str:
         return f"not valid JSON: {message}"
     what, sep, where = message.rpartition(" - at `$")
     if not sep:
-        return message
+        what, where = message, ""
     path = where.rstrip("`").replace("][", ".").replace("[", ".").replace("]", "").lstrip(".")
+    # A field that is missing or unknown is named in the path, as any other bad field is.
+    if named := _NAMED_FIELD.fullmatch(what):
+        path = f"{path}.{named['field']}" if path else named["field"]
+        what = "missing" if named["kind"] == "missing required" else "not a field of a session file"
     return f"field '{path}': {what}" if path else what
+
+
+_NAMED_FIELD = re.compile(r"Object (?P<kind>missing required|contains unknown) field `(?P<field>[^`]*)`")
 
 
 class _Shared:
