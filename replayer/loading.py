@@ -1,40 +1,131 @@
-"""From a workload to the prepared sessions that a process's users replay."""
+"""From a workload to the prepared sessions that a process's users replay.
+
+Preparing a session (detecting its correlations, compiling its steps) costs a few hundred
+microseconds per request: a minute or more for a million. A process that prepared every
+session before its first request would keep the run waiting that long, so a large
+recording is prepared as it is used: each session the first time a user takes it, and the
+rest in the background whenever the event loop has nothing else to do (``gevent.idle``).
+A session big enough to hold the loop for long (``EAGER_FROM_REQUESTS``) is prepared before
+the run starts instead, as is everything in a recording small enough to be ready at once.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
+from itertools import accumulate
+from typing import overload
 
 import gevent
 from gevent.event import Event
 
 from replayer.divergence import RunLog
-from replayer.prepared import PreparedSession, prepare
+from replayer.prepared import PreparedSession, prepare_session, starts
+from traffic_replay.correlation import forget_recording
 from traffic_replay.errors import ConfigError
+from traffic_replay.format import Session
 from traffic_replay.hosts import HostMap, primary_host
 from traffic_replay.naming import StatsNamer
 from traffic_replay.payload import Workload
 from traffic_replay.settings import Settings
 from traffic_replay.userdata import columns_by_recorded
 
+EAGER_UP_TO_REQUESTS = 20_000
+"""A recording of at most this many requests is prepared whole before the run: a few seconds."""
+EAGER_FROM_REQUESTS = 1_000
+"""A session of this many requests or more is prepared before the run: done later, it would hold
+every user of the process still (a tenth of a second or more) in the middle of the run."""
+
+
+class PreparedSessions(Sequence[PreparedSession]):
+    """The sessions a process replays, in order, each prepared the first time it is taken."""
+
+    __slots__ = ("_recorded", "_prepared", "_prepare", "starts", "cum_weights")
+
+    def __init__(self, sessions: list[Session], prepare: Callable[[Session], PreparedSession]) -> None:
+        recorded = [s for s in sessions if s.requests]
+        self.starts = starts(recorded)
+        """Each session's start after the first began, known before any is prepared (the timeline's schedule)."""
+        self.cum_weights = tuple(accumulate(s.weight for s in recorded))
+        self._recorded: list[Session | None] = list(recorded)  # None once prepared: the recording is let go
+        self._prepared: list[PreparedSession | None] = [None] * len(recorded)
+        self._prepare = prepare
+
+    def __len__(self) -> int:
+        return len(self._prepared)
+
+    @overload
+    def __getitem__(self, index: int) -> PreparedSession: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[PreparedSession]: ...
+    def __getitem__(self, index: int | slice) -> PreparedSession | Sequence[PreparedSession]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        prepared = self._prepared[index]
+        if prepared is None:
+            prepared = self._prepare_at(index)
+        return prepared
+
+    def __iter__(self) -> Iterator[PreparedSession]:
+        return (self[i] for i in range(len(self)))
+
+    @property
+    def pending(self) -> int:
+        """How many sessions are not prepared yet."""
+        return sum(1 for p in self._prepared if p is None)
+
+    def _prepare_at(self, index: int) -> PreparedSession:
+        # No yield in here: two greenlets never prepare the same session.
+        recorded = self._recorded[index]
+        assert recorded is not None
+        prepared = self._prepare(recorded)
+        prepared.start = self.starts[index]
+        self._prepared[index], self._recorded[index] = prepared, None
+        return prepared
+
+    def prepare_now(self, big_from: int = 0, between: Callable[[], object] = lambda: None) -> None:
+        """Prepare every session of at least ``big_from`` requests (all of them by default), calling
+        ``between`` after each: a worker yields there, so that its heartbeats go on."""
+        for i, recorded in enumerate(self._recorded):
+            if recorded is not None and len(recorded.requests) >= big_from:
+                self._prepare_at(i)
+                between()
+        if not self.pending:
+            forget_recording()
+
+    def prepare_rest(self, between: Callable[[], object]) -> None:
+        """Prepare what no user has taken yet, calling ``between`` before each session (a greenlet's yield)."""
+        for i in range(len(self)):
+            between()
+            if self._prepared[i] is None:
+                self._prepare_at(i)
+        forget_recording()
+
 
 class Replay:
     """What one process replays, filled once its payload arrives (``ready``); empty until then."""
 
-    __slots__ = ("settings", "sessions", "cum_weights", "rows", "log", "ready")
+    __slots__ = ("settings", "sessions", "cum_weights", "starts", "rows", "log", "ready")
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.sessions: tuple[PreparedSession, ...] = ()
+        self.sessions: Sequence[PreparedSession] = ()
         self.cum_weights: tuple[float, ...] = ()
+        self.starts: tuple[float, ...] = ()
+        """Each session's recorded start after the first began (the timeline model's schedule)."""
         self.rows: tuple[dict[str, str], ...] = ()
         """``--data`` rows; a user takes the one of its slot (round robin)."""
         self.log = RunLog()
         self.ready = Event()
 
     def load(self, workload: Workload, host: str | None = None) -> None:
-        """Prepare the workload's sessions (with its settings, which replace this process's) and say ready."""
-        # Yield between sessions: heartbeats and messages go on while a large payload is prepared.
-        self.sessions, self.cum_weights = prepare_workload(workload, host, between=gevent.idle)
+        """Take the workload's sessions (with its settings, which replace this process's) and say ready."""
+        sessions = prepared_sessions(workload, host)
+        if sum(len(s.requests) for s in workload.sessions) <= EAGER_UP_TO_REQUESTS:
+            sessions.prepare_now(between=gevent.idle)
+        else:
+            sessions.prepare_now(EAGER_FROM_REQUESTS, between=gevent.idle)
+            gevent.spawn(sessions.prepare_rest, gevent.idle)
+        self.sessions, self.cum_weights, self.starts = sessions, sessions.cum_weights, sessions.starts
         self.settings = workload.settings
         self.rows = tuple(workload.rows)
         self.ready.set()
@@ -47,14 +138,24 @@ class Replay:
                 f" {model}, correlation {'on' if settings.correlate else 'off'}")
 
 
-def prepare_workload(workload: Workload, host: str | None = None, between: Callable[[], object] = lambda: None,
-                     ) -> tuple[tuple[PreparedSession, ...], tuple[float, ...]]:
-    """The sessions compiled for the hot loop, with their cumulative weights."""
+def prepared_sessions(workload: Workload, host: str | None = None) -> PreparedSessions:
+    """The workload's sessions, each compiled for the hot loop when first taken."""
     settings = workload.settings
     target = host or settings.host
     if not target:
         raise ConfigError("no target: pass --host URL (or set REPLAY_HOST or BASE_URL)")
     hosts = HostMap(target.rstrip("/"), primary_host(workload.sessions), settings.map_host)
-    return prepare(workload.sessions, settings.speed, hosts, settings.correlate, workload.rules,
-                   columns_by_recorded(settings.data_map), environ=workload.secrets,
-                   namer=StatsNamer(settings.names, settings.name_pattern), between=between)
+    namer = StatsNamer(settings.names, settings.name_pattern)
+    data_map = columns_by_recorded(settings.data_map)
+
+    def prepare(session: Session) -> PreparedSession:
+        return prepare_session(session, settings.speed, hosts, settings.correlate, workload.rules, data_map,
+                               environ=workload.secrets, namer=namer)
+    return PreparedSessions(workload.sessions, prepare)
+
+
+def prepare_workload(workload: Workload, host: str | None = None) -> tuple[PreparedSession, ...]:
+    """Every session of the workload, prepared now (a dry run shows them all)."""
+    sessions = prepared_sessions(workload, host)
+    sessions.prepare_now()
+    return tuple(sessions)

@@ -56,7 +56,7 @@ def main() -> int:
     settings = Settings.of_process()
     try:
         payload = take_over()
-        sessions, _ = prepare_workload(payload.open() if payload is not None else read_workload(settings))
+        sessions = prepare_workload(payload.open() if payload is not None else read_workload(settings))
     except ReplayError as e:
         print(f"error: {e}", file=sys.stderr)
         return e.exit_code

@@ -8,7 +8,7 @@ string searching per request.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from itertools import accumulate
 
 import orjson
@@ -69,11 +69,11 @@ class Expected:
 class Step:
     """One request, ready to send."""
 
-    __slots__ = ("index", "method", "url", "name", "headers", "body", "think", "expected", "label", "patch",
+    __slots__ = ("index", "method", "url", "name", "headers", "body", "think", "expected", "session", "patch",
                  "extract", "skip", "recorded", "at", "overlaps")
 
     def __init__(self, index: int, method: str, url: str, name: str, headers: dict[str, str], body: bytes | None,
-                 think: float, expected: int, label: str) -> None:
+                 think: float, expected: int, session: str) -> None:
         self.index = index  # 1-based, as users count steps
         self.method = method
         self.url = url  # a path under --host, or an absolute URL for a mapped host
@@ -82,13 +82,18 @@ class Step:
         self.body = body
         self.think = think  # seconds to wait before sending, already divided by --speed
         self.expected = expected  # recorded status class (2 for 2xx), 0 when no response was recorded
-        self.label = label  # "session NAME step N", for failure messages
+        self.session = session  # the session's name, shared by its steps
         self.patch: Patch | None = None
         self.extract: tuple[tuple[int, Extractor], ...] = ()
         self.skip: str | None = None  # why this step is never sent
         self.recorded: Expected | None = None
         self.at = 0.0  # recorded start from the session start, in seconds divided by --speed
         self.overlaps = False  # started before the previous request had its answer (an asset, a prefetch)
+
+    @property
+    def label(self) -> str:
+        """``session NAME step N``, for failure messages: made when one is, not held per step."""
+        return f"session {self.session!r} step {self.index}"
 
 
 class PreparedSession:
@@ -122,6 +127,10 @@ def _headers(pairs: list[tuple[str, str]]) -> dict[str, str]:
     return merged
 
 
+_EXPECTED: dict[tuple[int, str | None, str, frozenset[str] | None], Expected] = {}
+"""Expectations by what they hold: a recording's answers repeat a few shapes (status, type, keys)."""
+
+
 def _expected(request: Request) -> Expected | None:
     response = request.response
     if response is None:
@@ -137,7 +146,11 @@ def _expected(request: Request) -> Expected | None:
             document = None
         keys = frozenset(document) if isinstance(document, dict) else None
     location = headers.get("location")
-    return Expected(response.status, endpoint_template(location) if location else None, ctype, keys)
+    shape = (response.status, endpoint_template(location) if location else None, ctype, keys)
+    found = _EXPECTED.get(shape)
+    if found is None:
+        found = _EXPECTED[shape] = Expected(*shape)
+    return found
 
 
 def _patch(step: Step, request: Request, uses: list[tuple[int, Use, str]], base: str) -> Patch:
@@ -224,7 +237,7 @@ def prepare_session(session: Session, speed: float, hosts: HostMap | None = None
                     body=request.body.to_bytes() if request.body is not None else None,
                     think=gap_ms / 1000 / speed if speed > 0 else 0.0,
                     expected=request.response.status // 100 if request.response is not None else 0,
-                    label=f"session {session.name!r} step {index}")
+                    session=session.name)
         not_mapped = f"host {request.host}:{request.port} not mapped" if base is None else None
         step.skip = unreplayable(request) or not_mapped
         step.recorded = _expected(request)
@@ -248,23 +261,17 @@ def prepare_session(session: Session, speed: float, hosts: HostMap | None = None
 def prepare(sessions: list[Session], speed: float, hosts: HostMap | None = None, correlate: bool = True,
             rules: list[Rule] | None = None, data_map: dict[str, str] | None = None,
             environ: Mapping[str, str] = os.environ, namer: StatsNamer | None = None,
-            between: Callable[[], object] = lambda: None,
             ) -> tuple[tuple[PreparedSession, ...], tuple[float, ...]]:
-    """Prepared sessions with requests, and their cumulative weights for ``random.choices``.
-
-    ``between`` runs after each session: a worker yields there, so that its heartbeats go on
-    while it prepares a large payload.
-    """
-    compiled: list[PreparedSession] = []
-    for s in sessions:
-        if s.requests:
-            compiled.append(prepare_session(s, speed, hosts, correlate, rules, data_map, environ, namer))
-            between()
-    prepared = tuple(compiled)
-    if sessions:
-        first = min(s.started_at for s in sessions)
-        by_id = {s.id: s for s in sessions}
-        for p in prepared:
-            p.start = (by_id[p.id].started_at - first).total_seconds()
+    """Every session with requests prepared now, and their cumulative weights for ``random.choices``."""
+    namer = namer or StatsNamer()
+    replayed = [s for s in sessions if s.requests]
+    prepared = tuple(prepare_session(s, speed, hosts, correlate, rules, data_map, environ, namer) for s in replayed)
+    for p, start in zip(prepared, starts(replayed), strict=True):
+        p.start = start
     return prepared, tuple(accumulate(s.weight for s in prepared))
 
+
+def starts(sessions: list[Session]) -> tuple[float, ...]:
+    """Each session's start, in seconds after the first one began (the timeline model's schedule)."""
+    first = min((s.started_at for s in sessions), default=None)
+    return tuple((s.started_at - first).total_seconds() for s in sessions) if first is not None else ()

@@ -16,6 +16,8 @@ from typing import Any
 from locust.contrib.fasthttp import FAILURE_EXCEPTIONS, FastHttpSession
 from locust.exception import CatchResponseError
 
+from replayer.prepared import Step
+
 _ABSOLUTE = ("http://", "https://")
 _NO_CONTEXT: dict[str, Any] = {}
 
@@ -32,9 +34,10 @@ class Sender:
         self._fire = fire
         self._base = client.base_url or ""
 
-    def __call__(self, method: str, url: str, name: str, headers: dict[str, str], body: bytes | None,
-                 expected: int, label: str) -> tuple[Any, bool]:
-        """Send; the response, and whether it failed (no answer, or not the recorded status class)."""
+    def __call__(self, step: Step, url: str, headers: dict[str, str], body: bytes | None) -> tuple[Any, bool]:
+        """Send ``step`` (its live URL, headers and body); the response, and whether it failed (no
+        answer, or not the recorded status class)."""
+        method, expected = step.method, step.expected
         full = url if url.startswith(_ABSOLUTE) else self._base + url
         started = time.time()
         began = time.perf_counter()
@@ -48,9 +51,9 @@ class Sender:
         elapsed = (time.perf_counter() - began) * 1000
         status = response.status_code
         if exception is None and not (status and (status // 100 == expected or not expected)):
-            reason = (f"{label}: {response.error or 'no response'}" if not status
-                      else f"{label}: status {status}, recorded {expected}xx")
+            reason = (f"{step.label}: {response.error or 'no response'}" if not status
+                      else f"{step.label}: status {status}, recorded {expected}xx")
             exception = CatchResponseError(reason)
-        self._fire(request_type=method, name=name, response_time=elapsed, response_length=length,
+        self._fire(request_type=method, name=step.name, response_time=elapsed, response_length=length,
                    response=response, context=_NO_CONTEXT, exception=exception, start_time=started, url=full)
         return response, exception is not None

@@ -94,14 +94,17 @@ class ReplayUser(FastHttpUser):
 
     def _timeline(self, speed: float, users: int, slot: int) -> None:
         """Start this user's share of the sessions at their recorded times, round after round."""
-        mine = [s for i, s in enumerate(self.sessions) if i % users == slot % users]
-        span = max((s.start for s in self.sessions), default=0.0) + 1.0
+        sessions = self.sessions
+        # Indexes, not sessions: each is prepared when its time comes, not all of them at the start.
+        mine = range(slot % users, len(sessions), users)
+        schedule = self.replay.starts
+        span = max(schedule, default=0.0) + 1.0
         origin = time.perf_counter()
         while True:
-            for session in mine:
-                due = origin + (session.start / speed if speed > 0 else 0.0)
+            for i in mine:
+                due = origin + (schedule[i] / speed if speed > 0 else 0.0)
                 gevent.sleep(max(due - time.perf_counter(), 0))
-                self.visits.spawn(self._replay, session, self._visitor(), due)
+                self.visits.spawn(self._replay, sessions[i], self._visitor(), due)
             origin += span / speed if speed > 0 else 0.1
             gevent.sleep(max(origin - time.perf_counter(), 0))
 
@@ -191,7 +194,7 @@ class ReplayUser(FastHttpUser):
             return False
         url, headers, body = request
         failed: bool
-        response, failed = sender(step.method, url, step.name, headers, body, step.expected, step.label)
+        response, failed = sender(step, url, headers, body)
         status = response.status_code
         if status:
             header = response.headers.get

@@ -45,7 +45,7 @@ def test_a_connected_worker_is_ready_only_once_it_holds_the_payload() -> None:
 
 def _step(index: int) -> Step:
     return Step(index=index, method="GET", url=f"/s{index}", name=f"/s{index}", headers={}, body=None, think=0.0,
-                expected=2, label=f"step {index}")
+                expected=2, session="checkout")
 
 
 def test_the_workers_run_logs_merge_on_the_master() -> None:

@@ -12,6 +12,7 @@ from traffic_replay.correlation.detection import (
     Unsourced,
     analyse,
     detect,
+    forget_recording,
     json_leaves,
     request_texts,
     unsourced_values,
@@ -25,6 +26,6 @@ from traffic_replay.correlation.template import Template, build_template, find_t
 __all__ = [
     "ENCODERS", "Analysis", "Correlation", "Encoding", "ExtractKind", "Extractor", "Rejected", "ResponseView",
     "Rule", "Source", "Template", "Unsourced", "Use", "analyse", "apply_rules", "build_template",
-    "compile_extractor", "detect", "find_token", "json_leaves", "load_rules", "recorded_view", "request_texts",
-    "unsourced_values", "uses_in",
+    "compile_extractor", "detect", "find_token", "forget_recording", "json_leaves", "load_rules", "recorded_view",
+    "request_texts", "unsourced_values", "uses_in",
 ]

@@ -35,6 +35,7 @@ from functools import lru_cache
 from typing import Literal, NamedTuple
 from urllib.parse import unquote_plus
 
+from traffic_replay.correlation import places
 from traffic_replay.correlation.model import ENCODERS, Correlation, Encoding, Source, Use
 from traffic_replay.correlation.places import (
     CACHED_BODY,
@@ -418,3 +419,11 @@ def unsourced_values(session: Session, correlations: list[Correlation]) -> list[
                 seen.add(token)
                 found.append(Unsourced(step, f"{place} {name}".strip(), token))
     return found
+
+
+def forget_recording() -> None:
+    """Let go of what detection worked out once per distinct header, path and body (tens of MiB
+    for a large recording): a replay calls it when its sessions are all prepared."""
+    for cached in (_header_sends, _path_sends, _body_sends, _encodings):
+        cached.cache_clear()
+    places.forget()

@@ -336,3 +336,9 @@ def parts(value: str) -> Iterator[tuple[int, int]]:
         if len(value) - at >= MIN_PART and (at, len(value)) not in seen:
             seen.add((at, len(value)))
             yield at, len(value)
+
+
+def forget() -> None:
+    """Let go of what was worked out once per distinct header, path and body of a recording."""
+    for cached in (_body_offers, _header_offers, header_fields, _resource, _json_context):
+        cached.cache_clear()

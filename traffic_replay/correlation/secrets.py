@@ -42,9 +42,15 @@ class Secret:
         return f"session {self.session!r} {places}" if places else f"session {self.session!r}"
 
 
-def _sent(request: Request) -> Iterable[str]:
+def _sent(request: Request) -> set[str]:
     """Placeholders a request sends, raw or percent-encoded (URLs and form bodies)."""
-    return (m.group() for _, _, text in request_texts(request) for m in PLACEHOLDER.finditer(unquote_plus(text)))
+    # Percent-encoding leaves the letters be: a text without the word holds no placeholder.
+    return {m.group() for _, _, text in request_texts(request) if "redacted" in text
+            for m in PLACEHOLDER.finditer(unquote_plus(text))}
+
+
+def _sent_by(session: Session) -> list[set[str]]:
+    return [_sent(r) for r in session.requests]
 
 
 # A placeholder as an answer may spell it: JSON escapes (ensure_ascii) or HTML entities for « ».
@@ -76,14 +82,16 @@ def _uses(session: Session, value: str) -> list[Use]:
 
 
 def session_secrets(session: Session, correlations: Sequence[Correlation],
-                    data_map: Mapping[str, str] | None = None) -> list[Secret]:
+                    data_map: Mapping[str, str] | None = None, sent_by: list[set[str]] | None = None) -> list[Secret]:
     """The secrets ``session`` needs, by placeholder; ``correlations`` as the replay has them.
 
     ``correlations`` are the session's detected ones with the rules applied (none with
     correlation off); ``data_map`` is ``--data-map`` as {recorded value: column}. A data-mapped
-    placeholder counts as supplied only where it is sent, as the replay fills it.
+    placeholder counts as supplied only where it is sent, as the replay fills it. ``sent_by``:
+    the placeholders each request sends, when the caller has them already.
     """
     data_map = data_map or {}
+    sent_by = sent_by if sent_by is not None else _sent_by(session)
     variables = [c for c in correlations if c.value not in data_map]
     for recorded in data_map:
         uses = _uses(session, recorded)
@@ -93,8 +101,11 @@ def session_secrets(session: Session, correlations: Sequence[Correlation],
     sourced = {c.value for c in variables} | {u.recorded for c in variables for u in c.uses if u.recorded}
     # A placeholder some response handed out is a server-issued token, not the user's secret.
     sourced |= _handed_out(session)
-    needed = sorted({p for r in session.requests for p in _sent(r)} - sourced)
-    return [Secret(p, secret_env_name(p), session.name, tuple(_uses(session, p))) for p in needed]
+    needed = sorted(set().union(*sent_by) - sourced)
+    requests = session.requests
+    return [Secret(p, secret_env_name(p), session.name,
+                   tuple(u for step, sent in enumerate(sent_by) if p in sent for u in uses_in(requests[step], step, p)))
+            for p in needed]
 
 
 def needed_secrets(sessions: Iterable[Session], correlate: bool = True, rules: Sequence[Rule] | None = None,
@@ -106,13 +117,14 @@ def needed_secrets(sessions: Iterable[Session], correlate: bool = True, rules: S
     """
     found: list[Secret] = []
     for session in sessions:
-        sent = {p for r in session.requests for p in _sent(r)}
+        sent_by = _sent_by(session)
+        sent = set().union(*sent_by)
         if not sent or not sent - _handed_out(session):
             continue
         # A detected correlation sources a placeholder only when an answer has it, which
         # ``_handed_out`` sees without detection; a rule may inject over one wherever it likes.
         correlations = apply_rules(session, list(rules), detect(session)) if correlate and rules else []
-        found += session_secrets(session, correlations, data_map)
+        found += session_secrets(session, correlations, data_map, sent_by)
     return found
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from functools import lru_cache
 
 import orjson
 
@@ -73,7 +74,13 @@ def build_template(text: str, needles: list[Needle], spans: list[Span] | None = 
         parts += [text[cursor:begin], (var, encode)]
         cursor = end
     parts.append(text[cursor:])
-    return Template(tuple(p for p in parts if p != ""))
+    return _shared(tuple(p for p in parts if p != ""))
+
+
+@lru_cache(maxsize=65536)
+def _shared(parts: tuple[str | tuple[int, Encoder], ...]) -> Template:
+    # The same header with the same token on every request of a session: one template for all.
+    return Template(parts)
 
 
 def _parent(document: object, path: str) -> tuple[dict[str, object] | list[object], str | int] | None:

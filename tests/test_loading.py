@@ -1,0 +1,92 @@
+"""A process's sessions: a small recording prepared whole before the run, a large one as it is used."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import gevent
+import pytest
+from msgspec.structs import replace
+
+from replayer import loading
+from replayer.loading import PreparedSessions, Replay, prepared_sessions
+from replayer.prepared import PreparedSession, prepare_session
+from traffic_replay.format import Session
+from traffic_replay.payload import Workload
+from traffic_replay.settings import Settings
+
+from factories import answered, make_request, make_session
+
+pytestmark = pytest.mark.timeout(30)
+
+
+def _session(n: int, requests: int, late_s: float = 0.0) -> Session:
+    steps = [answered(make_request("/login", "POST", offset_ms=0), f'{{"token": "tok-{n:05d}-abcdef"}}')]
+    steps += [make_request(f"/items/{k + 1}", offset_ms=100.0 * (k + 1),
+                           headers=[("Authorization", f"Bearer tok-{n:05d}-abcdef")]) for k in range(requests - 1)]
+    session = make_session(steps, id=f"s{n}", name=f"visit {n}", weight=n + 1)
+    return replace(session, started_at=session.started_at + timedelta(seconds=late_s))
+
+
+def _counting() -> tuple[list[str], PreparedSessions, list[Session]]:
+    prepared: list[str] = []
+    recorded = [_session(0, 3), make_session([], id="empty"), _session(1, 5, late_s=2.5), _session(2, 2, late_s=1.0)]
+
+    def prepare(session: Session) -> PreparedSession:
+        prepared.append(session.id)
+        return prepare_session(session, 1.0)
+    return prepared, PreparedSessions(recorded, prepare), recorded
+
+
+def test_a_session_is_prepared_the_first_time_it_is_taken_and_only_then() -> None:
+    prepared, sessions, _ = _counting()
+    assert len(sessions) == 3 and sessions.pending == 3 and prepared == []  # the empty one is never replayed
+    assert sessions.starts == (0.0, 2.5, 1.0) and sessions.cum_weights == (1, 3, 6)
+    second = sessions[1]
+    assert prepared == ["s1"] and sessions.pending == 2
+    assert second.name == "visit 1" and second.start == 2.5 and len(second.steps) == 5
+    # Carried over as if prepared up front: the token of its own login.
+    assert second.steps[1].patch is not None
+    assert sessions[1] is second and prepared == ["s1"]
+    assert [s.id for s in sessions] == ["s0", "s1", "s2"] and prepared == ["s1", "s0", "s2"]
+
+
+def test_big_sessions_first_then_the_rest_between_yields() -> None:
+    prepared, sessions, _ = _counting()
+    sessions.prepare_now(big_from=4)
+    assert prepared == ["s1"]
+    yields: list[int] = []
+    sessions.prepare_rest(lambda: yields.append(sessions.pending))
+    assert prepared == ["s1", "s0", "s2"] and sessions.pending == 0
+    assert yields == [2, 1, 1]  # before each session, prepared or not
+
+
+def _workload(sessions: list[Session]) -> Workload:
+    return Workload(Settings(recordings=Path("rec"), host="http://127.0.0.1:9"), sessions)
+
+
+def test_a_small_recording_is_ready_whole_before_the_run() -> None:
+    replay = Replay(Settings(recordings=Path("rec")))
+    replay.load(_workload([_session(n, 4) for n in range(3)]))
+    assert replay.ready.is_set()
+    assert isinstance(replay.sessions, PreparedSessions) and replay.sessions.pending == 0
+
+
+def test_a_large_recording_starts_with_its_big_sessions_and_prepares_the_rest_while_idle(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(loading, "EAGER_UP_TO_REQUESTS", 10)
+    monkeypatch.setattr(loading, "EAGER_FROM_REQUESTS", 6)
+    replay = Replay(Settings(recordings=Path("rec")))
+    replay.load(_workload([_session(0, 3), _session(1, 8), _session(2, 4)]))
+    sessions = replay.sessions
+    assert isinstance(sessions, PreparedSessions)
+    assert replay.ready.is_set() and sessions.pending == 2 and replay.starts == (0.0, 0.0, 0.0)
+    gevent.sleep(0.2)  # the background greenlet's turn: the loop has nothing else to do
+    assert sessions.pending == 0
+
+
+def test_prepared_sessions_need_a_target() -> None:
+    workload = Workload(Settings(recordings=Path("rec")), [_session(0, 2)])
+    with pytest.raises(Exception, match="no target"):
+        prepared_sessions(workload)
