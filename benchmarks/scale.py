@@ -14,6 +14,8 @@ read from the kernel (``wait4``):
 - ``replay run DIR --host <loopback target>``: seconds from the command's start to the first
   request the target receives, and the replay process's resident memory then, beside the
   total size of the recorded bodies (the SPEC: at most twice that plus a fixed overhead);
+  then, for a recording large enough to be prepared as it is used (``replayer.loading``), the
+  seconds until its log says every session is prepared, and the resident memory at that point;
 - bytes on disk per request, as written (compact) and as the indented JSON of before.
 
 SPEC: 1,000,000 requests inspect in at most 10 s and 1.5 GB, first request within 20 s,
@@ -153,25 +155,66 @@ class FirstRequest:
                 conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}")
 
 
-def first_request(directory: Path, timeout: float) -> tuple[float, float | None]:
-    """(seconds from ``replay run`` to the first request at the target, the replay's RSS MiB then)."""
+def first_request(directory: Path, requests: int, timeout: float) -> tuple[float, float | None, float, float | None]:
+    """``replay run`` against a loopback target: (seconds to the first request the target received,
+    the replay's RSS MiB then, seconds until every session was prepared, its RSS MiB then)."""
+    eager_up_to, prepared_log = _loading_constants()
     target = FirstRequest()
     env = {**os.environ, "REPLAY_SECRET_0A1B2C3D": "pw"}  # the login's redacted password
     started = time.perf_counter()
     proc = subprocess.Popen([REPLAY, "run", str(directory), "--host", f"http://127.0.0.1:{target.port}", "-u", "1",
                              "-t", f"{int(timeout)}s", "--headless", "--no-check"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+    prepared: list[float] = []
+
+    def watch() -> None:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            if prepared_log in line and not prepared:
+                prepared.append(time.perf_counter())
+
+    threading.Thread(target=watch, daemon=True).start()
     try:
         while target.first is None and time.perf_counter() - started < timeout and proc.poll() is None:
             time.sleep(0.01)
         took = (target.first - started) if target.first is not None else float("inf")
-        return took, rss_mib(proc.pid)
+        rss = rss_mib(proc.pid)
+        if requests <= eager_up_to:
+            return took, rss, took, rss  # prepared whole before the run: nothing left for the background
+        while not prepared and time.perf_counter() - started < timeout and proc.poll() is None:
+            time.sleep(0.05)
+        return took, rss, (prepared[0] - started) if prepared else float("inf"), rss_mib(proc.pid)
     finally:
         proc.kill()
         proc.wait()
 
 
+def _loading_constants() -> tuple[int, str]:
+    """``replayer.loading``'s threshold and log line, read by a child: importing Locust here would
+    raise this process's RSS, which the processes it starts inherit as their peak."""
+    code = "from replayer.loading import EAGER_UP_TO_REQUESTS as n, PREPARED_LOG as s; print(n); print(s)"
+    n, line = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             check=True).stdout.splitlines()
+    return int(n), line
+
+
+def _written_apart(directory: Path, requests: int, per_session: int) -> tuple[int, int, int]:
+    """``write_recording`` in a child process: a process started later would otherwise inherit this
+    one's peak RSS (Linux keeps the high-water mark across fork and exec) and report it as its own."""
+    out = subprocess.run([sys.executable, __file__, "--write", str(directory), str(requests), str(per_session)],
+                         capture_output=True, text=True, check=True)
+    written, indented, bodies = (int(n) for n in out.stdout.split())
+    return written, indented, bodies
+
+
+def _mib(rss: float | None) -> str:
+    return f"{rss:.0f}" if rss is not None else "?"
+
+
 def main() -> int:
+    if sys.argv[1:2] == ["--write"]:
+        print(*write_recording(Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])))
+        return 0
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="10000,100000,1000000")
     parser.add_argument("--shapes", default="one,many")
@@ -179,19 +222,21 @@ def main() -> int:
     parser.add_argument("--skip-run", action="store_true")
     opts = parser.parse_args()
     print("| shape | requests | MiB on disk | B/request (indented before) | bodies MiB | inspect s | inspect MiB "
-          "| --json s | --json MiB | first request s | replay RSS MiB |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+          "| --json s | --json MiB | first request s | RSS MiB then | all prepared s | RSS MiB then |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for shape in opts.shapes.split(","):
         for size in (int(s) for s in opts.sizes.split(",")):
             with tempfile.TemporaryDirectory(prefix="scale-") as tmp:
                 directory = Path(tmp)
-                written, indented, bodies = write_recording(directory, size, size if shape == "one" else 100)
+                written, indented, bodies = _written_apart(directory, size, size if shape == "one" else 100)
                 inspect = measured([REPLAY, "inspect", tmp], opts.timeout)
                 as_json = measured([REPLAY, "inspect", "--json", tmp], opts.timeout)
-                first, rss = (float("nan"), None) if opts.skip_run else first_request(directory, opts.timeout)
+                nan = float("nan")
+                first, rss, ready, rss_ready = ((nan, None, nan, None) if opts.skip_run
+                                                else first_request(directory, size, opts.timeout))
                 print(f"| {shape} | {size:,} | {written / 2**20:.0f} | {written / size:.0f} ({indented / size:.0f}) "
                       f"| {bodies / 2**20:.0f} | {inspect[0]:.1f} | {inspect[1]:.0f} | {as_json[0]:.1f} "
-                      f"| {as_json[1]:.0f} | {first:.1f} | {rss if rss is not None else float('nan'):.0f} |",
+                      f"| {as_json[1]:.0f} | {first:.1f} | {_mib(rss)} | {ready:.1f} | {_mib(rss_ready)} |",
                       flush=True)
                 if inspect[2] or as_json[2]:
                     print(f"  (exit codes: inspect {inspect[2]}, --json {as_json[2]})", flush=True)

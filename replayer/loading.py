@@ -11,6 +11,8 @@ the run starts instead, as is everything in a recording small enough to be ready
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Callable, Iterator, Sequence
 from itertools import accumulate
 from typing import overload
@@ -28,6 +30,11 @@ from traffic_replay.naming import StatsNamer
 from traffic_replay.payload import Workload
 from traffic_replay.settings import Settings
 from traffic_replay.userdata import columns_by_recorded
+
+logger = logging.getLogger(__name__)
+
+PREPARED_LOG = "prepared all"
+"""How the log says that the background preparation is done (``benchmarks/scale.py`` waits for it)."""
 
 EAGER_UP_TO_REQUESTS = 20_000
 """A recording of at most this many requests is prepared whole before the run: a few seconds."""
@@ -94,11 +101,14 @@ class PreparedSessions(Sequence[PreparedSession]):
 
     def prepare_rest(self, between: Callable[[], object]) -> None:
         """Prepare what no user has taken yet, calling ``between`` before each session (a greenlet's yield)."""
+        started = time.perf_counter()
         for i in range(len(self)):
             between()
             if self._prepared[i] is None:
                 self._prepare_at(i)
         forget_recording()
+        logger.info(f"{PREPARED_LOG} {len(self):,} sessions, "
+                    f"{time.perf_counter() - started:.1f} s after the first user could start")
 
 
 class Replay:
