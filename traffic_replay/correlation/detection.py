@@ -318,6 +318,9 @@ def _use(step: int, request: Request, f: Field, value: str, inner: tuple[int, in
     return Use(step, f.place)
 
 
+_NOTHING_SENT: dict[str, int] = {}
+
+
 def analyse(session: Session) -> Analysis:
     """The correlations of one session, in the order their first use appears, and what was rejected."""
     offered: dict[str, _Offers] = {}
@@ -380,6 +383,11 @@ def analyse(session: Session) -> Analysis:
             if candidates is None:
                 candidates = offered[value] = _Offers()
                 first_offered[value] = step
+            if len(value) < MIN_PART and sent.get(value, _NOTHING_SENT).get(offer.key, step + 1) <= step:
+                # The client sent this short value under the same name already: ``_unconvincing``
+                # would turn the offer down at every use, and a value like "1" is offered by
+                # nearly every answer of a long session, crowding out the offers that count.
+                continue
             candidates.add(_Candidate(offer, creation or offer.located, _echoes(offer, here)))
     for value in {c.value for c in found.values()}:
         rejected.pop(value, None)
