@@ -11,6 +11,7 @@ the run starts instead, as is everything in a recording small enough to be ready
 
 from __future__ import annotations
 
+import gc
 import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -24,7 +25,7 @@ from replayer.divergence import RunLog
 from replayer.prepared import PreparedSession, prepare_session, starts
 from traffic_replay.correlation import forget_recording
 from traffic_replay.errors import ConfigError
-from traffic_replay.format import Session
+from traffic_replay.format import Session, uncollected
 from traffic_replay.hosts import HostMap, primary_host
 from traffic_replay.naming import StatsNamer
 from traffic_replay.payload import Workload
@@ -84,7 +85,8 @@ class PreparedSessions(Sequence[PreparedSession]):
         # No yield in here: two greenlets never prepare the same session.
         recorded = self._recorded[index]
         assert recorded is not None
-        prepared = self._prepare(recorded)
+        with uncollected(freeze=False):
+            prepared = self._prepare(recorded)
         prepared.start = self.starts[index]
         self._prepared[index], self._recorded[index] = prepared, None
         return prepared
@@ -107,6 +109,9 @@ class PreparedSessions(Sequence[PreparedSession]):
             if self._prepared[i] is None:
                 self._prepare_at(i)
         forget_recording()
+        # What was prepared lives as long as the process: out of the collector's walks, as what
+        # was loaded before the run is (``replayer.user._settle``).
+        gc.freeze()
         logger.info(f"{PREPARED_LOG} {len(self):,} sessions, "
                     f"{time.perf_counter() - started:.1f} s after the first user could start")
 

@@ -21,6 +21,8 @@ import gc
 import os
 import re
 import tempfile
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
@@ -154,16 +156,6 @@ def dump_session(session: Session) -> bytes:
     encode = _ENCODER.encode
     lines = b",\n".join([encode(r) for r in session.requests])
     return head[:-3] + (b"[\n" + lines + b"\n]}\n" if session.requests else b"[]}\n")
-
-
-def encode_sessions(sessions: list[Session]) -> bytes:
-    """Sessions as one compact JSON array (what a master ships to its workers)."""
-    return _ENCODER.encode(sessions)
-
-
-def decode_sessions(data: bytes) -> list[Session]:
-    """The inverse of ``encode_sessions``, validated as a session file is; ``msgspec.ValidationError`` if not."""
-    return msgspec.json.decode(data, type=list[Session])
 
 
 def write_session(session: Session, directory: Path) -> Path:
@@ -312,24 +304,53 @@ def load_recordings(directory: Path) -> list[Session]:
     sessions: list[Session] = []
     problems: list[SessionFileError] = []
     shared = _Shared()
-    # Decoding allocates millions of objects and frees none: the collector would only look
-    # at them again and again. What is loaded lives as long as the process, so it is then
-    # frozen out of the collector's sight (less work, shorter pauses in a replay's loop).
-    collecting = gc.isenabled()
-    gc.disable()
-    try:
+    with uncollected():
         for path in files:
             try:
                 sessions.append(load_session(path, shared))
             except SessionFileError as e:
                 problems.append(e)
-    finally:
-        if collecting:
-            gc.enable()
-    gc.freeze()
     if problems:
         raise RecordingsInvalid(problems)
     empty = [s for s in sessions if not s.requests]
     if len(empty) == len(sessions):
         raise RecordingError(f"{directory}: every session file is empty (no requests)")
     return sessions
+
+
+def decode_sessions(documents: Iterable[bytes | msgspec.Raw]) -> list[Session]:
+    """Sessions from their JSON, one document each (as a payload carries them), validated as a
+    session file is and holding what repeats once, as ``load_recordings`` makes them; a
+    ``msgspec.MsgspecError`` if one is not valid. One at a time: a million requests never
+    exist twice, decoded and shared."""
+    one = _Shared()
+    sessions: list[Session] = []
+    with uncollected():
+        for document in documents:
+            session = _DECODER.decode(document)
+            for request in session.requests:
+                one.request(request)
+            sessions.append(session)
+    return sessions
+
+
+@contextmanager
+def uncollected(freeze: bool = True) -> Iterator[None]:
+    """No cyclic garbage collection while a mass of objects that live on is made, then (``freeze``)
+    those objects moved out of the collector's sight.
+
+    Decoding or preparing a recording allocates millions of objects and frees none: each
+    collection meanwhile would walk them all again (half the time of decoding a large
+    payload), and once made they live as long as the process (less work, shorter pauses in
+    a replay's loop when they are frozen). Not across a replay's run: what its users leave
+    behind must stay collectable.
+    """
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+        if freeze:
+            gc.freeze()
+    finally:
+        if collecting:
+            gc.enable()

@@ -15,7 +15,7 @@ from rich.table import Table
 from traffic_replay.correlation import Rule, analyse, apply_rules, unsourced_values
 from traffic_replay.correlation.secrets import session_secrets
 from traffic_replay.fanout import map_sessions
-from traffic_replay.format import Session
+from traffic_replay.format import Session, uncollected
 from traffic_replay.hosts import unreplayable
 from traffic_replay.naming import endpoint_template
 
@@ -102,7 +102,8 @@ def _correlations(session: Session, rules: list[Rule]) -> tuple[list[Correlation
 
 
 def inspect_sessions(sessions: list[Session], rules: list[Rule] | None = None) -> Inspection:
-    found = map_sessions(partial(_correlations, rules=rules or []), sessions)
+    with uncollected():  # (rows by the hundred thousand, in the children and as they come back)
+        found = map_sessions(partial(_correlations, rules=rules or []), sessions)
     counts: Counter[tuple[str, str]] = Counter()
     statuses: defaultdict[tuple[str, str], Counter[str]] = defaultdict(Counter)
     in_sessions: defaultdict[tuple[str, str], set[str]] = defaultdict(set)
