@@ -45,6 +45,9 @@ from traffic_replay.errors import RecordingError, ReplayError
 from traffic_replay.format import ClientInfo, Session
 from traffic_replay.settings import Settings
 
+JOURNAL_BATCH = 1 << 20
+"""A HAR import's journal bytes per ``write()``: a crash loses nothing the HAR itself does not still hold."""
+
 
 class FlowFileError(RecordingError):
     """A flow file that cannot be read (missing, not a flow file)."""
@@ -165,8 +168,11 @@ def import_har(path: Path, directory: Path, settings: Settings, per: Grouping) -
         pipeline = stack.enter_context(configured_pipeline(directory, settings))
         pipeline.head, pipeline.on_written = head, report.sessions.append
         pipeline.sessionizer.idle_gap, pipeline.sessionizer.max_session = math.inf, None  # HAR pages group
+        pipeline.journal_batch = JOURNAL_BATCH
+        # Closed on the way out whatever happens: a HAR parsed in a child process stops it.
+        entries = stack.enter_context(contextlib.closing(har.entries()))
         try:
-            for entry in har.entries():
+            for entry in entries:
                 group = page_key(entry, per)
                 item = entry_captured(entry, (group, ""))
                 reason = item if isinstance(item, str) else pipeline.feed(item, Keyed(("page", group)))
