@@ -30,7 +30,7 @@ from urllib.parse import urlencode, urlsplit
 import ijson
 
 from recorder.filters import FlowFilter
-from recorder.harparse import FORKS, PARSE_ERRORS, ChildFailed, Parsed, ParseError, Reader, child_items, first_line
+from recorder.harparse import PARSE_ERRORS, ChildFailed, Parsed, ParseError, Reader, child_items, first_line
 from recorder.pipeline import Captured, Pipeline
 from recorder.records import Exchange
 from recorder.redaction import Redactor
@@ -76,6 +76,10 @@ FORK_FROM = 8 << 20
 the fork would cost more than it saves."""
 
 
+def _entry(entry: Any) -> Any:
+    return entry
+
+
 @dataclass
 class HarFile:
     """A HAR streamed entry by entry (ijson): ``entries()`` yields each; then ``digest``, ``pages``, ``count``.
@@ -96,29 +100,30 @@ class HarFile:
     fork_from: int = FORK_FROM
     """Files of this many bytes or more are parsed in a child process."""
 
-    def entries(self) -> Generator[Any, None, None]:
+    def entries(self, convert: Callable[[Any], Any] = _entry) -> Generator[Any, None, None]:
+        """Each entry through ``convert`` (made where the entry is parsed: in the child for a big file)."""
         pages_after = self.with_pages and not self._read(self._pages_ahead)
         with self._open() as fh:
-            self.digest = yield from self._stream(fh)
+            self.digest = yield from self._stream(fh, convert)
         if self.count == 0 and not self._read(self._has_entries):
             raise HarError(f"{self.path}: not a HAR file: no log.entries list")
         if pages_after:
             self._read(lambda fh: self._add_pages(ijson.items(Reader(fh), "log.pages.item", use_float=True)))
 
-    def _stream(self, fh: BinaryIO) -> Generator[Any, None, str]:
-        """The entries, counted; returns the file's digest."""
+    def _stream(self, fh: BinaryIO, convert: Callable[[Any], Any]) -> Generator[Any, None, str]:
+        """The entries converted, counted; returns the file's digest."""
         try:
-            if not FORKS or os.fstat(fh.fileno()).st_size < self.fork_from:
+            if os.fstat(fh.fileno()).st_size < self.fork_from:
                 reader = Reader(fh)
                 for entry in ijson.items(reader, "log.entries.item", use_float=True):
                     self.count += 1
-                    yield entry
+                    yield convert(entry)
                 return reader.digest()
             parsed = Parsed()
-            with contextlib.closing(child_items(fh, "log.entries.item", parsed)) as items:
-                for entry in items:
+            with contextlib.closing(child_items(fh, "log.entries.item", parsed, convert)) as items:
+                for item in items:
                     self.count += 1
-                    yield entry
+                    yield item
             return parsed.digest
         except (*PARSE_ERRORS, ParseError) as e:
             raise self._invalid(e) from e
