@@ -16,9 +16,11 @@ that is not a valid HAR entry.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
+import os
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,6 +30,7 @@ from urllib.parse import urlencode, urlsplit
 import ijson
 
 from recorder.filters import FlowFilter
+from recorder.harparse import PARSE_ERRORS, ChildFailed, Parsed, ParseError, Reader, child_items, first_line
 from recorder.pipeline import Captured, Pipeline
 from recorder.records import Exchange
 from recorder.redaction import Redactor
@@ -68,31 +71,13 @@ class HarImport:
     """(entry index, URL, reason) of every entry not imported."""
 
 
-_BOM = b"\xef\xbb\xbf"  # some Windows tools write one
-_BUFFER = 1 << 20
+FORK_FROM = 8 << 20
+"""A HAR at least this big is parsed in a child process (``recorder.harparse``); a smaller one here, where
+the fork would cost more than it saves."""
 
 
-class _Reader:
-    """The file as ijson reads it: hashed as it is read (the digest of the whole file), a leading BOM dropped."""
-
-    def __init__(self, fh: BinaryIO) -> None:
-        self._fh = fh
-        self.sha = hashlib.sha256()
-        self._started = False
-
-    def read(self, size: int = -1) -> bytes:
-        data = self._fh.read(size)
-        self.sha.update(data)
-        if not self._started and data:
-            self._started = True
-            data = data.removeprefix(_BOM)
-        return data
-
-    def digest(self) -> str:
-        """sha256 of the whole file (what ijson left unread included)."""
-        while self.read(_BUFFER):
-            pass
-        return self.sha.hexdigest()
+def _entry(entry: Any) -> Any:
+    return entry
 
 
 @dataclass
@@ -112,20 +97,38 @@ class HarFile:
     pages: dict[str, str] = field(default_factory=dict)
     """Title of each page id."""
     count: int = 0
+    fork_from: int = FORK_FROM
+    """Files of this many bytes or more are parsed in a child process."""
 
-    def entries(self) -> Iterator[Any]:
+    def entries(self, convert: Callable[[Any], Any] = _entry) -> Generator[Any, None, None]:
+        """Each entry through ``convert`` (made where the entry is parsed: in the child for a big file)."""
         pages_after = self.with_pages and not self._read(self._pages_ahead)
         with self._open() as fh:
-            reader = _Reader(fh)
-            for entry in self._parsing(lambda: ijson.items(reader, "log.entries.item", use_float=True)):
-                self.count += 1
-                yield entry
-            self.digest = reader.digest()
+            self.digest = yield from self._stream(fh, convert)
         if self.count == 0 and not self._read(self._has_entries):
             raise HarError(f"{self.path}: not a HAR file: no log.entries list")
         if pages_after:
-            self._read(lambda fh: self._add_pages(ijson.items(_Reader(fh), "log.pages.item", use_float=True)))
+            self._read(lambda fh: self._add_pages(ijson.items(Reader(fh), "log.pages.item", use_float=True)))
 
+    def _stream(self, fh: BinaryIO, convert: Callable[[Any], Any]) -> Generator[Any, None, str]:
+        """The entries converted, counted; returns the file's digest."""
+        try:
+            if os.fstat(fh.fileno()).st_size < self.fork_from:
+                reader = Reader(fh)
+                for entry in ijson.items(reader, "log.entries.item", use_float=True):
+                    self.count += 1
+                    yield convert(entry)
+                return reader.digest()
+            parsed = Parsed()
+            with contextlib.closing(child_items(fh, "log.entries.item", parsed, convert)) as items:
+                for item in items:
+                    self.count += 1
+                    yield item
+            return parsed.digest
+        except (*PARSE_ERRORS, ParseError) as e:
+            raise self._invalid(e) from e
+        except ChildFailed as e:
+            raise HarError(f"{self.path}: {e}") from e
 
     def _open(self) -> BinaryIO:
         try:
@@ -137,19 +140,11 @@ class HarFile:
         with self._open() as fh:
             try:
                 return parse(fh)
-            except ijson.JSONError as e:
+            except PARSE_ERRORS as e:
                 raise self._invalid(e) from e
 
-    def _parsing(self, items: Callable[[], Iterator[T]]) -> Iterator[T]:
-        try:
-            yield from items()
-        except ijson.JSONError as e:
-            raise self._invalid(e) from e
-
     def _invalid(self, error: Exception) -> HarError:
-        # yajl's messages point at the spot over three lines: the first says what is wrong.
-        why = (str(error).strip().splitlines() or [type(error).__name__])[0]
-        return HarError(f"{self.path}: not a HAR file: not valid JSON ({why})")
+        return HarError(f"{self.path}: not a HAR file: not valid JSON ({first_line(error)})")
 
     def _pages_ahead(self, fh: BinaryIO) -> bool:
         """Read ``log.pages`` if it comes before ``log.entries``; False if the entries come first."""
@@ -157,7 +152,7 @@ class HarFile:
 
         def head() -> Iterator[tuple[str, str, Any]]:
             nonlocal ahead
-            for prefix, event, value in ijson.parse(_Reader(fh), use_float=True):
+            for prefix, event, value in ijson.parse(Reader(fh), use_float=True):
                 if prefix == "log.entries" and event == "start_array":
                     ahead = False
                     return
@@ -174,7 +169,7 @@ class HarFile:
     @staticmethod
     def _has_entries(fh: BinaryIO) -> bool:
         return any(prefix == "log.entries" and event == "start_array"
-                   for prefix, event, _ in ijson.parse(_Reader(fh), use_float=True))
+                   for prefix, event, _ in ijson.parse(Reader(fh), use_float=True))
 
 
 def group_id(digest: str, key: str, started: float) -> str:

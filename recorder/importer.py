@@ -38,12 +38,15 @@ from mitmproxy import exceptions, hooks, http, io, master, options
 from recorder.addon import Recorder, recorder_options
 from recorder.exchange import NON_HTTP, WEBSOCKET, captured, failure_reason
 from recorder.har import Grouping, HarFile, entry_captured, entry_url, group_id, page_key
-from recorder.pipeline import Pipeline
+from recorder.pipeline import Captured, Pipeline
 from recorder.sessionizer import Closed
 from recorder.sessionkeys import Keyed
 from traffic_replay.errors import RecordingError, ReplayError
 from traffic_replay.format import ClientInfo, Session
 from traffic_replay.settings import Settings
+
+JOURNAL_BATCH = 1 << 20
+"""A HAR import's journal bytes per ``write()``: a crash loses nothing the HAR itself does not still hold."""
 
 
 class FlowFileError(RecordingError):
@@ -165,13 +168,14 @@ def import_har(path: Path, directory: Path, settings: Settings, per: Grouping) -
         pipeline = stack.enter_context(configured_pipeline(directory, settings))
         pipeline.head, pipeline.on_written = head, report.sessions.append
         pipeline.sessionizer.idle_gap, pipeline.sessionizer.max_session = math.inf, None  # HAR pages group
+        pipeline.journal_batch = JOURNAL_BATCH
+        # Closed on the way out whatever happens: a HAR parsed in a child process stops it.
+        entries = stack.enter_context(contextlib.closing(har.entries(lambda entry: _har_item(entry, per))))
         try:
-            for entry in har.entries():
-                group = page_key(entry, per)
-                item = entry_captured(entry, (group, ""))
+            for group, item, url in entries:
                 reason = item if isinstance(item, str) else pipeline.feed(item, Keyed(("page", group)))
                 if reason is not None:
-                    report.skipped.append((entry_url(entry), reason))
+                    report.skipped.append((url, reason))
                     continue
                 assert not isinstance(item, str)
                 started, agent = firsts.setdefault(group, (item.started, item.client[1]))
@@ -183,6 +187,15 @@ def import_har(path: Path, directory: Path, settings: Settings, per: Grouping) -
         report.items = har.count
         _finished(pipeline, directory, report)
     return report
+
+
+def _har_item(entry: Any, per: Grouping) -> tuple[str, Captured | str, str]:
+    """An entry's group, what it sent and got (or why it is skipped) and its URL: all the import needs of it.
+
+    Made where the entry is parsed (a child process for a big HAR), so that the entry's objects never cross.
+    """
+    group = page_key(entry, per)
+    return group, entry_captured(entry, (group, "")), entry_url(entry)
 
 
 def render(report: Imported, source: Path, directory: Path) -> list[str]:

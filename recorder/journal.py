@@ -110,9 +110,11 @@ class Spilled:
 class Journal:
     """The append-only journal of one running recorder, in ``directory/.journal``."""
 
-    def __init__(self, directory: Path, fsync_interval: float = 1.0) -> None:
+    def __init__(self, directory: Path, fsync_interval: float = 1.0, batch: int = 0) -> None:
         self.folder = directory / JOURNAL_DIR
         self.fsync_interval = fsync_interval
+        self.batch = batch  # bytes held for one write(): an import's, whose input outlives a crash; 0 for a recording
+        self._held = bytearray()
         self.path: Path | None = None
         self._fd = -1
         self._read_fd = -1
@@ -144,7 +146,20 @@ class Journal:
         self._lines = 0
 
     def _write(self, data: bytes) -> None:
-        self._size += len(data)  # we are the only writer (flock): our count is the file's size
+        self._size += len(data)  # we are the only writer (flock): our count is the file's size (held bytes too)
+        if not self.batch:
+            self._put(data)
+            return
+        self._held += data
+        if len(self._held) >= self.batch:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._held:
+            data, self._held = self._held, bytearray()
+            self._put(data)
+
+    def _put(self, data: bytes | bytearray) -> None:
         view = memoryview(data)
         try:
             while view:
@@ -170,6 +185,7 @@ class Journal:
 
     def read(self, offset: int, length: int) -> bytes:
         """The bytes at ``offset`` (an exchange's request fields: its session is being written)."""
+        self._flush()
         try:
             if self._read_fd < 0:
                 assert self.path is not None
@@ -207,6 +223,7 @@ class Journal:
 
     def sync(self) -> None:
         """fsync if anything was written since the last one (power-loss safety, not crash safety)."""
+        self._flush()
         if self._dirty and self._fd >= 0:
             try:
                 os.fsync(self._fd)
@@ -240,6 +257,7 @@ class Journal:
         self._close_fd()
 
     def _close_fd(self) -> None:
+        self._held = bytearray()  # close() flushed them (its sync); discard() and rotation do not want them
         if self._fd >= 0:
             os.close(self._fd)  # drops the flock
             self._fd = -1

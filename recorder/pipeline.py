@@ -106,6 +106,8 @@ class Pipeline:
         self.key_spec = KeySpec("client")
         self.body_cap = 256 * 1024
         self.fsync_interval = 1.0
+        self.journal_batch = 0
+        """Journal bytes per ``write()`` (``Journal.batch``): 0, a write per exchange, for a live recording."""
         self.sessionizer = Sessionizer(30.0, self._write)
         self.sessionizer.on_merge = self._merged
         self.head: Callable[[Closed, float], Session] = lambda closed, t0: client_head(closed.id, closed.client, t0)
@@ -185,7 +187,7 @@ class Pipeline:
         """Recover what an earlier recorder left in the directory, then journal into it ourselves."""
         self.close_journal()
         report = recover(self.directory)
-        self.journal = Journal(self.directory, self.fsync_interval)
+        self.journal = Journal(self.directory, self.fsync_interval, self.journal_batch)
         return report
 
     def close_idle(self, now: float) -> None:

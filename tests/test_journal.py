@@ -55,6 +55,17 @@ def test_every_exchange_is_a_line_on_disk_as_it_is_appended(tmp_path: Path) -> N
     crash(journal)
 
 
+def test_an_import_s_journal_writes_in_batches_and_reads_back_what_it_holds(tmp_path: Path) -> None:
+    journal = Journal(tmp_path, batch=1 << 20)
+    wheres = [journal.append("s1", CLIENT, exchange(f"/{i}", 100.0 + i)) for i in range(3)]
+    assert journals(tmp_path)[0].read_bytes() == b""  # held: not even the header is written yet
+    # Reading back (a session being written) sends what is held first: the offsets count it.
+    assert [orjson.loads(journal.read(*where))["path"] for where in wheres] == ["/0", "/1", "/2"]
+    journal.append("s2", CLIENT, exchange("/3", 103.0))
+    journal.close()  # kept (nothing written) and complete
+    assert sum(len(x) for x in read_journal(journals(tmp_path)[0]).exchanges.values()) == 4
+
+
 def test_a_killed_recorder_s_sessions_are_recovered_as_the_sessionizer_grouped_them(tmp_path: Path) -> None:
     written: list[Closed] = []
     journal = Journal(tmp_path)
