@@ -162,10 +162,11 @@ def prepared_sessions(workload: Workload, host: str | None = None) -> PreparedSe
     hosts = HostMap(target.rstrip("/"), primary_host(workload.sessions), settings.map_host)
     namer = StatsNamer(settings.names, settings.name_pattern)
     data_map = columns_by_recorded(settings.data_map)
+    # Not the workload itself: it holds every recorded session, which must go once prepared.
+    speed, correlate, rules, secrets = settings.speed, settings.correlate, workload.rules, workload.secrets
 
     def prepare(session: Session) -> PreparedSession:
-        return prepare_session(session, settings.speed, hosts, settings.correlate, workload.rules, data_map,
-                               environ=workload.secrets, namer=namer)
+        return prepare_session(session, speed, hosts, correlate, rules, data_map, environ=secrets, namer=namer)
     return PreparedSessions(workload.sessions, prepare)
 
 

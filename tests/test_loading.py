@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import weakref
 from datetime import timedelta
 from pathlib import Path
 
 import gevent
+import msgspec
 import pytest
 from msgspec.structs import replace
 
@@ -90,3 +92,23 @@ def test_prepared_sessions_need_a_target() -> None:
     workload = Workload(Settings(recordings=Path("rec")), [_session(0, 2)])
     with pytest.raises(Exception, match="no target"):
         prepared_sessions(workload)
+
+
+class _Watched(Session, weakref=True, gc=True):
+    """A session that a weak reference can watch go."""
+
+
+def test_a_recorded_session_is_let_go_once_it_is_prepared(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the replay keeps is the prepared form; the decoded recording as well would double its memory."""
+    monkeypatch.setattr(loading, "EAGER_UP_TO_REQUESTS", 0)
+    replay = Replay(Settings(recordings=Path("rec")))
+    recorded = [_Watched(**msgspec.structs.asdict(_session(n, 3))) for n in range(4)]
+    watched = [weakref.ref(s) for s in recorded]
+    replay.load(_workload(list(recorded)))
+    del recorded
+    sessions = replay.sessions
+    assert isinstance(sessions, PreparedSessions)
+    assert sessions[2].name == "visit 2" and watched[2]() is None and watched[0]() is not None
+    sessions.prepare_rest(lambda: None)
+    assert [w() for w in watched] == [None] * 4
+    assert [s.name for s in sessions] == [f"visit {n}" for n in range(4)]
