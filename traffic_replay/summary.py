@@ -32,6 +32,10 @@ class EndpointStats(BaseModel):
         None, description="Open models: latency from the intended send time (coordinated omission included).")
     intended_p95_ms: float | None = None
     intended_p99_ms: float | None = None
+    recorded_requests: int | None = Field(
+        None, description="Requests of this endpoint in the recording (same stats name as the replay's).")
+    recorded_median_ms: float | None = Field(None, description="Median latency of this endpoint when it was recorded.")
+    recorded_p95_ms: float | None = Field(None, description="95th percentile latency when it was recorded.")
 
 
 class SessionStats(BaseModel):
@@ -40,6 +44,47 @@ class SessionStats(BaseModel):
     failed: int = Field(description="Session replays that reached their last step with at least one failure.")
     median_s: float = Field(0.0, description="Median duration of the session replays that ended.")
     p95_s: float = Field(0.0, description="95th percentile duration of the session replays that ended.")
+
+
+class SessionRow(BaseModel):
+    """One recorded session's replays: the Sessions tab, the summary's per-session table."""
+
+    name: str
+    started: int
+    completed: int
+    failed: int
+    median_s: float = 0.0
+    p95_s: float = 0.0
+    first_divergence: str | None = Field(
+        None, description="Where the replay first differed, e.g. 'step 3: status 500, recorded 200'.")
+    unsourced: int = Field(0, description="Recorded values sent again for want of a live one.")
+    skipped: int = Field(0, description="Steps never sent (host safety, missing secrets).")
+
+
+class Sample(BaseModel):
+    """The run at one moment, for the charts: one every second or so."""
+
+    t_s: float = Field(description="Seconds since the run started.")
+    users: int
+    rps: float = Field(description="Requests per second over the last few seconds.")
+    failures_per_s: float
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+    sessions_completed: int = Field(description="Sessions completed so far (cumulative).")
+    sessions_failed: int = Field(description="Sessions failed so far (cumulative).")
+
+
+class ThresholdVerdict(BaseModel):
+    """One ``--fail-on`` expression judged at the end of the run."""
+
+    expression: str = Field(description="As given, e.g. 'p95[/api/orders/{id}]<800ms'.")
+    value: float | None = Field(
+        description="The measured value, in the expression's unit; None when nothing was measured.")
+    limit: float
+    unit: str = Field(description="'ms', 's', '%' or '' (a count or a rate).")
+    ok: bool
+    detail: str = Field(description="One line for people: the value and by how much it broke or held.")
 
 
 class FailureStats(BaseModel):
@@ -87,6 +132,9 @@ class Summary(BaseModel):
     divergences: list[Divergence] = Field(default_factory=list)
     unsourced: list[UnsourcedValue] = Field(default_factory=list)
     workers: WorkerStats | None = None
+    session_rows: list[SessionRow] = Field(default_factory=list, description="Per recorded session, by name.")
+    thresholds: list[ThresholdVerdict] = Field(default_factory=list, description="The --fail-on verdicts.")
+    history: list[Sample] = Field(default_factory=list, description="The run over time, for the charts.")
 
     def write(self, path: Path) -> None:
         tmp = path.with_name(f".{path.name}.tmp")
