@@ -8,11 +8,12 @@ from pathlib import Path
 from locust.env import Environment
 from locust.stats import StatsEntry
 
-from replayer.divergence import RunLog, percentile
+from replayer.runlog import RunLog, percentile
 from traffic_replay.summary import (
     Divergence,
     EndpointStats,
     FailureStats,
+    SessionRow,
     SessionStats,
     Summary,
     UnsourcedValue,
@@ -28,6 +29,7 @@ def _endpoint(entry: StatsEntry, duration: float) -> EndpointStats:
         requests=entry.num_requests,
         failures=entry.num_failures,
         median_ms=entry.median_response_time or 0.0,
+        p90_ms=entry.get_response_time_percentile(0.90) or 0.0,
         p95_ms=entry.get_response_time_percentile(0.95) or 0.0,
         p99_ms=entry.get_response_time_percentile(0.99) or 0.0,
         avg_ms=entry.avg_response_time,
@@ -44,45 +46,45 @@ def _intended(row: EndpointStats, histogram: dict[int, int] | None) -> EndpointS
                                   "intended_p99_ms": percentile(histogram, 0.99)})
 
 
-SESSION = "SESSION"
-"""Request type of the one event per ended session: Locust's tables and web UI show sessions
-(count, failures, durations) beside the requests, as locust-plugins' transactions do."""
+def _session_rows(log: RunLog) -> list[SessionRow]:
+    rows = []
+    for name, t in sorted(log.sessions.items()):
+        d = t.divergence
+        rows.append(SessionRow(
+            name=name, started=t.started, completed=t.completed, failed=t.failed,
+            median_s=percentile(t.durations, 0.5) / 1000, p95_s=percentile(t.durations, 0.95) / 1000,
+            first_divergence=None if d is None else f"step {d.step}: {d.what}",
+            unsourced=t.unsourced, skipped=t.skipped))
+    return rows
 
 
 def build_summary(environment: Environment, log: RunLog, workers: WorkerStats | None = None) -> Summary:
     stats = environment.stats
-    # Totals over the requests alone: the session rows would count every session twice.
-    total = StatsEntry(stats, "Aggregated", "", use_response_times_cache=False)
-    for entry in stats.entries.values():
-        if entry.method != SESSION:
-            total.extend(entry)
-    total.start_time = stats.total.start_time
+    total = stats.total
     duration = max((total.last_request_timestamp or total.start_time) - total.start_time, 0.0)
-    endpoints = sorted((e for e in stats.entries.values() if e.method != SESSION), key=lambda e: (e.name, e.method))
-    sessions = [e for e in stats.entries.values() if e.method == SESSION]
-    whole = StatsEntry(stats, "sessions", SESSION, use_response_times_cache=False)
-    for entry in sessions:
-        whole.extend(entry)
+    endpoints = sorted(stats.entries.values(), key=lambda e: (e.name, e.method))
     all_late: dict[int, int] = {}
     for histogram in log.late.values():
         for ms, n in histogram.items():
             all_late[ms] = all_late.get(ms, 0) + n
+    durations = log.durations()
+    divergences = [(name, t.divergence) for name, t in sorted(log.sessions.items()) if t.divergence is not None]
     return Summary(
         host=environment.host,
         duration_s=round(duration, 3),
         endpoints=[_intended(_endpoint(e, duration), log.late.get(f"{e.method} {e.name}")) for e in endpoints],
         total=_intended(_endpoint(total, duration).model_copy(update={"name": "Aggregated"}), all_late),
         sessions=SessionStats(started=log.started, completed=log.completed, failed=log.failed,
-                              median_s=(whole.median_response_time or 0) / 1000,
-                              p95_s=(whole.get_response_time_percentile(0.95) or 0) / 1000),
+                              median_s=percentile(durations, 0.5) / 1000, p95_s=percentile(durations, 0.95) / 1000),
         failures=[FailureStats(method=e.method or "", name=e.name, error=str(e.error), occurrences=e.occurrences)
-                  for e in sorted(stats.errors.values(), key=lambda e: -e.occurrences) if e.method != SESSION],
+                  for e in sorted(stats.errors.values(), key=lambda e: -e.occurrences)],
         skipped=dict(sorted(log.skipped.items())),
-        divergences=[Divergence(session=session, step=step, method=method, name=name, what=what, occurrences=count)
-                     for session, (step, method, name, what, count) in sorted(log.divergences.items())],
+        divergences=[Divergence(session=name, step=d.step, method=d.method, name=d.name, what=d.what,
+                                occurrences=d.occurrences) for name, d in divergences if d.occurrences],
         unsourced=[UnsourcedValue(session=session, step=step, value=value, occurrences=count)
                    for (session, step, value), count in sorted(log.unsourced.items())],
         workers=workers,
+        session_rows=_session_rows(log),
     )
 
 

@@ -23,6 +23,7 @@ class EndpointStats(BaseModel):
     requests: int
     failures: int
     median_ms: float
+    p90_ms: float = 0.0
     p95_ms: float
     p99_ms: float
     avg_ms: float
