@@ -131,11 +131,10 @@ def _chart(name: str, title: str, unit: str, times: list[float], series: list[_S
                    f'<text class="y-tick" x="{_LEFT - 6}" y="{y(v) + 4:.1f}" text-anchor="end">'
                    f"{_num(v)}{_e(unit)}</text>")
     tstep = _step(span, 6, integer=False)
-    t = math.ceil(t0 / tstep - 1e-9) * tstep
-    while t <= t1 + 1e-9:
+    first = math.ceil(t0 / tstep - 1e-9)
+    for t in (i * tstep for i in range(first, math.floor(t1 / tstep + 1e-9) + 1)):  # no drift from adding steps
         out.append(f'<line class="grid" x1="{x(t):.1f}" x2="{x(t):.1f}" y1="{_TOP}" y2="{_TOP + _PH}"/>'
                    f'<text class="x-tick" x="{x(t):.1f}" y="{_TOP + _PH + 16}" text-anchor="middle">{_num(t)} s</text>')
-        t += tstep
     out.append(f'<rect class="axis" x="{_LEFT}" y="{_TOP}" width="{_PW}" height="{_PH}" fill="none"/>')
     for s in series:
         points = " ".join(f"{x(t):.1f},{y(v):.1f}" for t, v in zip(times, s.values, strict=True))
