@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
+from collections.abc import Mapping
 
 from locust.env import Environment
 from locust.stats import StatsEntry
 
 from replayer.runlog import RunLog, percentile
+from traffic_replay.naming import StatsNamer
+from traffic_replay.payload import Payload
+from traffic_replay.recorded import RecordedLatency, recorded_latency
+from traffic_replay.settings import Settings
 from traffic_replay.summary import (
     Divergence,
     EndpointStats,
     FailureStats,
+    Sample,
     SessionRow,
     SessionStats,
     Summary,
@@ -20,6 +25,7 @@ from traffic_replay.summary import (
     WorkerStats,
     render,
 )
+from traffic_replay.thresholds import EXIT_CODE, judge_all
 
 
 def _endpoint(entry: StatsEntry, duration: float) -> EndpointStats:
@@ -88,14 +94,51 @@ def build_summary(environment: Environment, log: RunLog, workers: WorkerStats | 
     )
 
 
-def report(environment: Environment, log: RunLog, summary_json: Path | None,
-           workers: WorkerStats | None = None) -> None:
-    """Print the summary (instead of Locust's own end tables) and write it as JSON if asked."""
+def with_recorded(summary: Summary, recorded: Mapping[tuple[str, str], RecordedLatency]) -> Summary:
+    """Each endpoint row with the recording's own latency beside it (same stats name, same method)."""
+    def row(e: EndpointStats) -> EndpointStats:
+        r = recorded.get((e.method, e.name))
+        if r is None:
+            return e
+        return e.model_copy(update={"recorded_requests": r.requests, "recorded_median_ms": r.median_ms,
+                                    "recorded_p95_ms": r.p95_ms})
+    return summary.model_copy(update={"endpoints": [row(e) for e in summary.endpoints]})
+
+
+def recorded_of(payload: Payload) -> dict[tuple[str, str], RecordedLatency]:
+    """The recording's latency per endpoint, named as the replay named its requests."""
+    workload = payload.open()
+    settings = workload.settings
+    return recorded_latency(workload.sessions, StatsNamer(settings.names, settings.name_pattern))
+
+
+def report(environment: Environment, log: RunLog, settings: Settings, payload: Payload,
+           workers: WorkerStats | None, history: list[Sample]) -> None:
+    """At the end of the run: the summary printed (instead of Locust's own end tables), the thresholds
+    judged and the exit code set by them, and the summary written as JSON and HTML if asked."""
     from rich.console import Console
 
-    summary = build_summary(environment, log, workers)
-    render(summary, Console(width=140))
-    if summary_json is not None:
-        summary.write(summary_json)
+    summary = with_recorded(build_summary(environment, log, workers), recorded_of(payload))
+    summary = summary.model_copy(update={"history": history, "thresholds": judge_all(settings.fail_on, summary)})
+    console = Console(width=140)
+    render(summary, console)
+    if summary.thresholds:
+        broke = [v for v in summary.thresholds if not v.ok]
+        for verdict in summary.thresholds:
+            console.print(verdict.detail, style=None if verdict.ok else "bold red", highlight=False, markup=False)
+        runner = environment.runner
+        if broke:
+            console.print(f"{len(broke)} of {len(summary.thresholds)} thresholds broke: exit code {EXIT_CODE}",
+                          style="bold red", highlight=False)
+            environment.process_exit_code = EXIT_CODE
+        elif runner is not None and not runner.exceptions:
+            # The thresholds are the gate: failed requests within them do not fail the run.
+            environment.process_exit_code = 0
+    if settings.summary_json is not None:
+        summary.write(settings.summary_json)
+    if settings.html is not None:
+        from traffic_replay.htmlreport import write_html
+
+        write_html(summary, settings.html)
     # Our summary replaces Locust's end-of-run tables, which would repeat it.
     logging.getLogger("locust.stats_logger").disabled = True
