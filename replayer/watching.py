@@ -49,6 +49,7 @@ class Watch:
         self._greenlet: gevent.Greenlet | None = None
         self._live: Any = None
         self._every = EVERY_S
+        self._last: tuple[float, int, int] | None = None
         self._run_time = _seconds(settings.run_time)
         self._abortable = [t for t in settings.fail_on if t.worsens_only] if settings.fail_on_abort else []
         environment.events.test_start.add_listener(self._start)
@@ -61,6 +62,8 @@ class Watch:
         if self._greenlet is not None:
             return
         self.started = time.time()
+        total = self.environment.stats.total
+        self._last = time.monotonic(), total.num_requests, total.num_failures
         if not self.settings.quiet and self.settings.headless and sys.stderr.isatty():
             self._live = _live_line()
         self._greenlet = gevent.spawn(self._loop)
@@ -96,11 +99,16 @@ class Watch:
         total = environment.stats.total
         runner = environment.runner
         log = self.log
+        # Rates since the last sample, not Locust's ten-second window: the charts' resolution is theirs.
+        now, requests, failures = time.monotonic(), total.num_requests, total.num_failures
+        then, requests_then, failures_then = self._last or (now, requests, failures)
+        self._last = now, requests, failures
+        span = now - then
         sample = Sample(
             t_s=round(time.time() - (self.started or time.time()), 2),
             users=runner.user_count if runner is not None else 0,
-            rps=round(total.current_rps or 0.0, 2),
-            failures_per_s=round(total.current_fail_per_sec or 0.0, 2),
+            rps=round((requests - requests_then) / span, 2) if span > 0 else 0.0,
+            failures_per_s=round((failures - failures_then) / span, 2) if span > 0 else 0.0,
             p50_ms=total.get_current_response_time_percentile(0.5) or 0.0,
             p95_ms=total.get_current_response_time_percentile(0.95) or 0.0,
             p99_ms=total.get_current_response_time_percentile(0.99) or 0.0,
