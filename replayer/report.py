@@ -102,7 +102,7 @@ def with_recorded(summary: Summary, recorded: Mapping[tuple[str, str], RecordedL
             return e
         return e.model_copy(update={"recorded_requests": r.requests, "recorded_median_ms": r.median_ms,
                                     "recorded_p95_ms": r.p95_ms})
-    return summary.model_copy(update={"endpoints": [row(e) for e in summary.endpoints]})
+    return summary.model_copy(update={"endpoints": [row(e) for e in summary.endpoints], "total": row(summary.total)})
 
 
 def recorded_of(payload: Payload) -> dict[tuple[str, str], RecordedLatency]:

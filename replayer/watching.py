@@ -73,7 +73,6 @@ class Watch:
         if greenlet is None:
             return
         greenlet.kill(block=True)
-        self._sample()  # the last moment too
         if self._live is not None:
             self._live.stop()
             self._live = None

@@ -203,8 +203,8 @@ def test_the_report_opens_offline_and_shows_the_run(tmp_path: Path) -> None:
             ["p95<800ms", "300ms", "800ms", "pass", "300 ms, 500 ms under"],
             ["p95[/api/items/{id}]<200ms", "310ms", "200ms", "FAIL", "310 ms, 110 ms over"]]
         assert cells(page, "sessions") == [
-            ["checkout", "25", "22", "3", "5.0", "9.5", "step 3: status 500, recorded 200", "5", "0"],
-            ["browse", "15", "14", "0", "2.0", "3.0", "–", "0", "2"]]
+            ["checkout", "25", "22", "3", "5.0 s", "9.5 s", "step 3: status 500, recorded 200", "5", "0"],
+            ["browse", "15", "14", "0", "2.0 s", "3.0 s", "–", "0", "2"]]
         assert cells(page, "divergences") == [["checkout", "3", "GET /api/items/{id}", "status 500, recorded 200", "3"]]
         assert cells(page, "skipped") == [["host not allowed", "2"]]
         assert page.inner_text("#workers") == "2 took part, 0 lost; requests by worker: 610, 590"
@@ -263,3 +263,39 @@ def test_a_rewrite_replaces_the_report_whole(tmp_path: Path) -> None:
     write_html(empty_summary(), report)
     assert "no samples" in report.read_text(encoding="utf-8")
     assert [p.name for p in tmp_path.iterdir()] == ["report.html"]
+
+
+@pytest.mark.timeout(90)
+def test_a_real_runs_report_draws_its_own_history(demo_target: str, tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    import orjson
+
+    from traffic_replay.redacted import DEMO_SECRETS, read_env_file
+
+    bundled = REPO_ROOT / "recordings"
+    report, summary_file = tmp_path / "run.html", tmp_path / "summary.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "traffic_replay.cli", "run", str(bundled), "--host", demo_target, "-u", "4", "-r", "4",
+         "-t", "4s", "--headless", "--speed", "0", "--no-check", "--html", str(report),
+         "--summary-json", str(summary_file), "--fail-on", "errors<1%"],
+        capture_output=True, text=True, timeout=60, cwd=REPO_ROOT,
+        env={**os.environ, **read_env_file(bundled / DEMO_SECRETS)})
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = orjson.loads(summary_file.read_bytes())
+    assert len(summary["history"]) >= 3
+    with opened(report) as seen:
+        page = seen.page
+        assert seen.refused == [] and seen.errors == []
+        for chart, series in (("rps", "rps"), ("latency", "p95"), ("users", "users")):
+            assert len(points(page, chart, series)) == len(summary["history"])
+        rows = cells(page, "endpoints")
+        assert [r[1] for r in rows] == [e["name"] for e in summary["endpoints"]] + ["Aggregated"]
+        assert any(r[-1].endswith("x") for r in rows), "recorded against replayed, from the session files"
+        assert [r[0] for r in cells(page, "thresholds")] == ["errors<1%"]
+        assert len(cells(page, "sessions")) == len(summary["session_rows"])
+        artifacts = REPO_ROOT / "tests" / "artifacts"
+        artifacts.mkdir(exist_ok=True)
+        page.screenshot(path=str(artifacts / "html_report_run.png"), full_page=True)

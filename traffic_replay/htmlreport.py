@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from html import escape
 from pathlib import Path
 
-from traffic_replay.summary import EndpointStats, Sample, Summary
+from traffic_replay.summary import EndpointStats, Sample, Summary, seconds
 
 __all__ = ["render_html", "write_html"]
 
@@ -249,7 +249,7 @@ def _overview(summary: Summary) -> str:
         ("host", summary.host or "target"),
         ("duration", f"{summary.duration_s:.1f} s"),
         ("sessions", f"{s.started} started, {s.completed} completed, {s.failed} failed;"
-                     f" duration median {s.median_s:.1f} s, p95 {s.p95_s:.1f} s"),
+                     f" duration median {seconds(s.median_s)}, p95 {seconds(s.p95_s)}"),
         ("requests", f"{total.requests} requests, {total.failures} failures{share}, {total.rps:.1f} req/s"),
     ]
     out = ['<dl id="overview">', *(f'<dt>{_e(k)}</dt><dd id="{k}">{_e(v)}</dd>' for k, v in items)]
@@ -262,7 +262,7 @@ def _overview(summary: Summary) -> str:
 def _sessions(summary: Summary) -> str:
     if not summary.session_rows:
         return '<h2>Sessions</h2><p id="sessions">No per-session results.</p>'
-    rows = [[r.name, r.started, r.completed, r.failed, f"{r.median_s:.1f}", f"{r.p95_s:.1f}",
+    rows = [[r.name, r.started, r.completed, r.failed, seconds(r.median_s), seconds(r.p95_s),
              r.first_divergence or DASH, r.unsourced, r.skipped] for r in summary.session_rows]
     heads = ["session", "started", "completed", "failed", "median s", "p95 s", "first divergence", "unsourced",
              "skipped"]

@@ -14,6 +14,9 @@ from typing import NamedTuple
 from traffic_replay.format import Session
 from traffic_replay.naming import StatsNamer
 
+TOTAL = ("", "Aggregated")
+"""The key of every recorded request together: the summary's total row."""
+
 
 class RecordedLatency(NamedTuple):
     requests: int
@@ -42,6 +45,9 @@ def recorded_latency(sessions: Iterable[Session], namer: StatsNamer) -> dict[tup
     for key, values in durations.items():
         values.sort()
         out[key] = RecordedLatency(len(values), _rank(values, 0.5), _rank(values, 0.95))
+    if durations:
+        every = sorted(d for values in durations.values() for d in values)
+        out[TOTAL] = RecordedLatency(len(every), _rank(every, 0.5), _rank(every, 0.95))
     return out
 
 

@@ -147,6 +147,11 @@ SESSION_ROWS_SHOWN = 20
 """Up to this many recorded sessions get a row each in the terminal (all of them are in the JSON and HTML)."""
 
 
+def seconds(value: float) -> str:
+    """A session's duration as people read it: 12 ms, 1.5 s, 95 s."""
+    return f"{value * 1000:.0f} ms" if value < 1 else f"{value:.1f} s" if value < 60 else f"{value:.0f} s"
+
+
 def _ms(value: float) -> str:
     return f"{value:.0f}" if value >= 10 else f"{value:.1f}"
 
@@ -185,14 +190,14 @@ def render(summary: Summary, console: Console) -> None:
     console.print(table)
     s = summary.sessions
     console.print(f"sessions: {s.started} started, {s.completed} completed, {s.failed} failed;"
-                  f" duration median {s.median_s:.1f}s, p95 {s.p95_s:.1f}s")
+                  f" duration median {seconds(s.median_s)}, p95 {seconds(s.p95_s)}")
     if 1 < len(summary.session_rows) <= SESSION_ROWS_SHOWN:
         table = Table(title="Sessions", title_justify="left")
-        for column in ("session", "started", "completed", "failed", "median s", "p95 s", "first divergence"):
+        for column in ("session", "started", "completed", "failed", "median", "p95", "first divergence"):
             table.add_column(column, justify="left" if column in ("session", "first divergence") else "right")
         for r in summary.session_rows:
-            table.add_row(r.name, str(r.started), str(r.completed), str(r.failed), f"{r.median_s:.1f}",
-                          f"{r.p95_s:.1f}", r.first_divergence or "")
+            table.add_row(r.name, str(r.started), str(r.completed), str(r.failed), seconds(r.median_s),
+                          seconds(r.p95_s), r.first_divergence or "")
         console.print(table)
     if summary.workers is not None:
         w = summary.workers
