@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -27,6 +28,8 @@ logger = logging.getLogger(__name__)
 
 EVERY_S = 1.0
 PLAIN_EVERY_S = 10.0
+RATE_SPAN_MASTER = 6
+"""Samples a master's rates span: workers report every 3 s, so a one-second rate would be 0 or 3x."""
 MAX_SAMPLES = 7200
 """Two hours at one a second; a longer run keeps every other sample (the charts stay the same shape)."""
 
@@ -49,7 +52,10 @@ class Watch:
         self._greenlet: gevent.Greenlet | None = None
         self._live: Any = None
         self._every = EVERY_S
-        self._last: tuple[float, int, int] | None = None
+        # (when, requests, failures) of the last few samples: rates are taken across them. A master
+        # hears from its workers every few seconds, so its rates span two of their reports.
+        self._counts: deque[tuple[float, int, int]] = deque(
+            maxlen=RATE_SPAN_MASTER + 1 if isinstance(environment.runner, MasterRunner) else 2)
         self._run_time = _seconds(settings.run_time)
         self._abortable = [t for t in settings.fail_on if t.worsens_only] if settings.fail_on_abort else []
         environment.events.test_start.add_listener(self._start)
@@ -63,7 +69,7 @@ class Watch:
             return
         self.started = time.time()
         total = self.environment.stats.total
-        self._last = time.monotonic(), total.num_requests, total.num_failures
+        self._counts.append((time.monotonic(), total.num_requests, total.num_failures))
         if not self.settings.quiet and self.settings.headless and sys.stderr.isatty():
             self._live = _live_line()
         self._greenlet = gevent.spawn(self._loop)
@@ -98,10 +104,10 @@ class Watch:
         total = environment.stats.total
         runner = environment.runner
         log = self.log
-        # Rates since the last sample, not Locust's ten-second window: the charts' resolution is theirs.
+        # Rates across the last samples, not Locust's ten-second window that lags two seconds behind.
         now, requests, failures = time.monotonic(), total.num_requests, total.num_failures
-        then, requests_then, failures_then = self._last or (now, requests, failures)
-        self._last = now, requests, failures
+        self._counts.append((now, requests, failures))
+        then, requests_then, failures_then = self._counts[0]
         span = now - then
         sample = Sample(
             t_s=round(time.time() - (self.started or time.time()), 2),
