@@ -70,7 +70,9 @@ class Watch:
         self.started = time.time()
         total = self.environment.stats.total
         self._counts.append((time.monotonic(), total.num_requests, total.num_failures))
-        if not self.settings.quiet and self.settings.headless and sys.stderr.isatty():
+        # Under plain ``locust -f`` the flag is Locust's own, not a setting of ours.
+        headless = self.settings.headless or bool(getattr(self.environment.parsed_options, "headless", False))
+        if not self.settings.quiet and headless and sys.stderr.isatty():
             self._live = _live_line()
         self._greenlet = gevent.spawn(self._loop)
 
