@@ -23,12 +23,12 @@ from __future__ import annotations
 
 import errno
 import logging
+import signal
 import socket
 import sys
 from collections.abc import Iterable, Iterator
-from typing import Any
 
-import gevent
+from gevent.event import Event
 from gevent.pywsgi import WSGIServer
 from locust.env import Environment
 from locust.runners import (
@@ -167,16 +167,24 @@ def serve_metrics(environment: Environment, log: RunLog, settings: Settings) -> 
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
     logger.info(f"Prometheus metrics on http://{shown}:{port}/metrics")
-    linger = settings.prometheus_linger
-    if linger > 0:
-        # Locust fires `quit` last: after the `quitting` listeners (the summary among them), the runner's
-        # quit and its own tables. Nothing changes the figures from then on.
-        def _linger(**_kw: Any) -> None:
-            logger.info(f"metrics stay up {linger:g} s for a last scrape")
-            try:
-                gevent.sleep(linger)
-            except KeyboardInterrupt:
-                pass
-            server.stop(timeout=1)
+    if settings.prometheus_linger > 0:
+        def linger_once(**_kw: object) -> None:
+            environment.events.quit.remove_listener(linger_once)  # a SIGTERM while shutting down quits twice
+            _linger(server, settings.prometheus_linger)
 
-        environment.events.quit.add_listener(_linger)
+        environment.events.quit.add_listener(linger_once)
+
+
+def _linger(server: WSGIServer, seconds: float) -> None:
+    """Keep serving a while, at the very end: Locust fires ``quit`` after the ``quitting`` listeners (the
+    summary among them), the runner's quit and its own tables, so nothing changes the figures any more."""
+    logger.info(f"metrics stay up {seconds:g} s for a last scrape")
+    # A SIGTERM (docker stop) or Ctrl-C ends the wait, and the process exits with the run's exit code.
+    # Locust's own SIGTERM handler would shut down a second time: the summary again, and this wait again.
+    done = Event()
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    try:
+        done.wait(seconds)
+    except KeyboardInterrupt:
+        pass
+    server.stop(timeout=1)
