@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import re
 import shutil
+import signal
 import socket
 import sys
 import time
@@ -120,6 +121,30 @@ def test_the_last_scrape_holds_the_summary_figures(demo_target: str, tmp_path: P
     assert by_label(final, "replay_users")[()] == 0
 
 
+@pytest.mark.timeout(90)
+def test_a_master_serves_its_workers_merged_figures(demo_target: str, tmp_path: Path) -> None:
+    summary_file = tmp_path / "summary.json"
+    run = MetricsRun(demo_target, "-u", "4", "-r", "4", "-t", "5s", "--speed", "0", "--processes", "2",
+                     "--prometheus-port", "0", "--prometheus-linger", "5", "--summary-json", str(summary_file))
+    try:
+        deadline = time.monotonic() + 30
+        while not _total(live := run.scrape(), "replay_requests_total"):
+            assert time.monotonic() < deadline, run.output[-3000:]
+            time.sleep(0.2)
+        assert by_label(live, "replay_workers")[()] == 2
+        summary = wait_for_json(summary_file, run, timeout=30)
+        final = run.scrape()
+        assert run.wait(30) == 0, run.output[-3000:]
+    finally:
+        run.stop()
+    assert summary["workers"]["took_part"] == 2
+    assert _total(final, "replay_requests_total") == summary["total"]["requests"] == sum(summary["workers"]["requests"])
+    endpoints = {(e["method"], e["name"]): e["requests"] for e in summary["endpoints"]}
+    assert by_label(final, "replay_request_duration_seconds_count", "method", "name") == endpoints
+    for what in ("started", "completed", "failed"):
+        assert _total(final, f"replay_sessions_{what}_total") == summary["sessions"][what], what
+
+
 def _listening(pid: int, port: int) -> set[str]:
     return {c.laddr.ip for c in psutil.Process(pid).net_connections(kind="inet")
             if c.status == psutil.CONN_LISTEN and c.laddr.port == port}
@@ -137,6 +162,24 @@ def test_the_endpoint_binds_loopback_by_default(demo_target: str) -> None:
     finally:
         run.stop()
     assert "metrics stay up" not in run.output  # no linger unless asked
+
+
+@pytest.mark.timeout(60)
+def test_sigterm_ends_the_linger_with_the_runs_exit_code(demo_target: str) -> None:
+    """``docker stop`` while the endpoint lingers: out at once, the summary printed once, the run's exit code."""
+    run = MetricsRun(demo_target, "-u", "1", "-t", "2s", "--prometheus-port", "0", "--prometheus-linger", "60")
+    try:
+        deadline = time.monotonic() + 30
+        while "metrics stay up 60 s" not in run.output:
+            assert time.monotonic() < deadline and run.proc.poll() is None, run.output[-3000:]
+            time.sleep(0.1)
+        run.proc.send_signal(signal.SIGTERM)
+        stopped = time.monotonic()
+        assert run.wait(10) == 0, run.output[-3000:]
+        assert time.monotonic() - stopped < 5
+    finally:
+        run.stop()
+    assert run.output.count("sessions:") == 1, run.output[-3000:]
 
 
 @pytest.mark.timeout(60)
