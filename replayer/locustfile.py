@@ -78,7 +78,10 @@ def _ship(environment: Environment, runner: Runner, settings: Settings) -> Shipp
     if settings.prometheus_port is not None:
         from replayer.metrics import serve_metrics
 
-        serve_metrics(environment, log, settings)
+        try:
+            serve_metrics(environment, log, settings)
+        except ReplayError as e:
+            _fail(e)
     environment.events.quitting.add_listener(
         lambda environment, **kw: report(environment, log, settings, shipping.payload, shipping.workers(),
                                          watch.samples))

@@ -25,7 +25,6 @@ import errno
 import logging
 import signal
 import socket
-import sys
 from collections.abc import Iterable, Iterator
 
 from gevent.event import Event
@@ -154,14 +153,11 @@ def _listen(settings: Settings) -> socket.socket:
 
 
 def serve_metrics(environment: Environment, log: RunLog, settings: Settings) -> None:
-    """Serve the run's metrics until the process ends, and ``settings.prometheus_linger`` seconds past the run."""
+    """Serve the run's metrics until the process ends, and ``settings.prometheus_linger`` seconds past the run;
+    ``ConfigError`` when its address cannot be bound."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(RunCollector(environment, log))
-    try:
-        sock = _listen(settings)
-    except ConfigError as e:
-        print(f"error: {e}", file=sys.stderr, flush=True)
-        sys.exit(e.exit_code)
+    sock = _listen(settings)  # a ConfigError (port taken, bad host) is the caller's to report
     server = WSGIServer(sock, make_wsgi_app(registry), log=None, error_log=logger)
     server.start()
     host, port = sock.getsockname()[:2]
