@@ -33,7 +33,7 @@ from urllib.parse import urlencode, urlsplit
 import ijson
 
 from recorder.filters import FlowFilter
-from recorder.harparse import PARSE_ERRORS, ChildFailed, Parsed, ParseError, Reader, child_items, first_line
+from recorder.harparse import CHUNK, PARSE_ERRORS, ChildFailed, Parsed, ParseError, Reader, child_items, first_line
 from recorder.pipeline import Captured, Pipeline
 from recorder.records import Exchange
 from recorder.redaction import Redactor
@@ -50,6 +50,7 @@ WEBSOCKET = "WebSocket upgrade (not replayable as HTTP)"
 INVALID = "not a valid HAR entry"
 BAD_METHOD = "not an HTTP method"
 _METHOD = re.compile(METHOD_PATTERN)
+_WHITESPACE = re.compile(r"\s+")
 
 
 VERSIONS = ("1.1", "1.2")
@@ -151,14 +152,15 @@ class HarFile:
         if self.count == 0 and not self._read(self._has_entries):
             raise HarError(f"{self.path}: not a HAR file: no log.entries list")
         if pages_after:
-            self._read(lambda fh: self._add_pages(ijson.items(Reader(fh), "log.pages.item", use_float=True)))
+            self._read(lambda fh: self._add_pages(ijson.items(Reader(fh), "log.pages.item", use_float=True,
+                                                              buf_size=CHUNK)))
 
     def _stream(self, fh: BinaryIO, convert: Callable[[Any], Any]) -> Generator[Any, None, str]:
         """The entries converted, counted; returns the file's digest."""
         try:
             if os.fstat(fh.fileno()).st_size < self.fork_from:
                 reader = Reader(fh)
-                for entry in ijson.items(reader, "log.entries.item", use_float=True):
+                for entry in ijson.items(reader, "log.entries.item", use_float=True, buf_size=CHUNK):
                     self.count += 1
                     yield convert(entry)
                 return reader.digest()
@@ -199,7 +201,7 @@ class HarFile:
 
         def head() -> Iterator[tuple[str, str, Any]]:
             nonlocal ahead
-            for prefix, event, value in ijson.parse(Reader(fh), use_float=True):
+            for prefix, event, value in ijson.parse(Reader(fh), use_float=True, buf_size=CHUNK):
                 if prefix == "log.entries" and event == "start_array":
                     ahead = False
                     return
@@ -218,7 +220,7 @@ class HarFile:
     @staticmethod
     def _has_entries(fh: BinaryIO) -> bool:
         return any(prefix == "log.entries" and event == "start_array"
-                   for prefix, event, _ in ijson.parse(Reader(fh), use_float=True))
+                   for prefix, event, _ in ijson.parse(Reader(fh), use_float=True, buf_size=CHUNK))
 
 
 def group_id(digest: str, key: str, started: float) -> str:
@@ -483,7 +485,11 @@ def _body(holder: dict[str, Any], where: str) -> bytes:
         return b""
     if _get(holder, "encoding", f"{where}.encoding", str) == "base64":
         try:
-            return base64.b64decode(text)
+            return base64.b64decode(text, validate=True)
+        except ValueError:
+            pass
+        try:  # some exporters wrap the lines (MIME style): only whitespace may be set aside
+            return base64.b64decode(_WHITESPACE.sub("", text), validate=True)
         except ValueError:
             raise _Bad(f"{where}.text is not valid base64 (its encoding says base64)") from None
     try:
