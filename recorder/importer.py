@@ -112,7 +112,8 @@ class Output:
     def __init__(self, directory: Path, opts: options.Options, pipeline: Pipeline) -> None:
         self.directory, self._opts, self.pipeline = directory, opts, pipeline
         self.ready = False
-        self._made_directory = False
+        self._made: list[Path] = []
+        """The directories ``prepare`` made, the deepest first (``-o a/b/c`` may make all three)."""
         self._made_key = False
 
     def feed(self, item: Captured, keyed: Keyed | None = None) -> str | None:
@@ -125,7 +126,10 @@ class Output:
 
     def prepare(self) -> None:
         directory = self.directory
-        self._made_directory = not directory.is_dir()
+        missing = directory
+        while not missing.exists() and not missing.is_symlink() and missing != missing.parent:
+            self._made.append(missing)
+            missing = missing.parent
         self._made_key = not (directory / KEY_FILE).exists()
         try:
             self._opts.update(replay_dir=str(directory))
@@ -143,9 +147,11 @@ class Output:
         if self._made_key:
             with contextlib.suppress(OSError):
                 (directory / KEY_FILE).unlink()
-        if self._made_directory:
-            with contextlib.suppress(OSError):
-                directory.rmdir()  # only if empty: never what someone else put there meanwhile
+        for made in self._made:
+            try:
+                made.rmdir()  # only if empty: never what someone else put there meanwhile
+            except OSError:
+                break
 
 
 @contextmanager
