@@ -31,7 +31,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from mitmproxy import exceptions, hooks, http, io, master, options
 
@@ -203,22 +203,34 @@ def import_flows(path: Path, directory: Path, settings: Settings) -> Imported:
     report = Imported()
     with fh, configured_pipeline(directory, settings) as output:
         output.pipeline.on_written = report.sessions.append
-        try:
-            for flow in io.FlowReader(fh).stream():
-                _feed(output, flow, report)
-        except exceptions.FlowReadException as e:
-            if report.items == 0:
-                raise FlowFileError(f"{path}: not a mitmproxy flow file ({e})") from e
-            report.damaged = f"{path}: truncated or damaged after flow {report.items}: {e}"
-        except (ValueError, KeyError, TypeError, UnicodeDecodeError) as e:
-            # mitmproxy's reader trusts what a tnetstring says it holds: a file that only looks like one.
-            if report.items == 0:
-                raise FlowFileError(f"{path}: not a mitmproxy flow file ({first_line(e)})") from e
-            report.damaged = f"{path}: damaged after flow {report.items}: {first_line(e)}"
+        for flow in _flows(fh, path, report):
+            _feed(output, flow, report)
         if report.items == 0:
             raise FlowFileError(f"{path}: not a mitmproxy flow file (no flows in it)")
         _finished(output.pipeline, directory, report)
     return report
+
+
+def _flows(fh: BinaryIO, path: Path, report: Imported) -> Iterator[Any]:
+    """The flows of the file, until it ends or is damaged (``report.damaged`` then says where)."""
+    stream = iter(io.FlowReader(fh).stream())
+    while True:
+        try:
+            flow = next(stream)
+        except StopIteration:
+            return
+        except exceptions.FlowReadException as e:
+            problem = str(e)
+        except (ValueError, LookupError, TypeError, AttributeError) as e:
+            # mitmproxy's reader trusts what a tnetstring says it holds: a file that only looks like one.
+            problem = first_line(e)
+        else:
+            yield flow
+            continue
+        if report.items == 0:
+            raise FlowFileError(f"{path}: not a mitmproxy flow file ({problem})")
+        report.damaged = f"{path}: truncated or damaged after flow {report.items}: {problem}"
+        return
 
 
 def _feed(output: Output, flow: Any, report: Imported) -> None:
@@ -360,8 +372,8 @@ def main(argv: list[str] | None = None) -> int:
             unit, note = "entries", har.version_warning()
         else:
             report, unit = import_flows(source, directory, settings), "flows"
-        if report.damaged:
-            raise DamagedInput(report.damaged if report.imported else f"{report.damaged}; nothing was imported")
+        if report.damaged and not report.imported:
+            raise DamagedInput(f"{report.damaged}; nothing was imported")
         if not report.imported:
             raise NothingImported(nothing_imported(report, source, unit, note))
         if note:
@@ -370,6 +382,8 @@ def main(argv: list[str] | None = None) -> int:
             print(line, file=sys.stderr)
         for path in report.sessions:
             print(path)
+        if report.damaged:
+            raise DamagedInput(report.damaged)  # after the summary: what came before the damage is imported
     except ReplayError as e:
         print(f"error: {one_line(str(e))}", file=sys.stderr)
         return e.exit_code

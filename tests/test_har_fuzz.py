@@ -1,5 +1,6 @@
-"""Issue 12: the HAR loader fuzzed (hypothesis). Whatever the HAR holds, ``replay import`` either writes
-session files that load, or refuses in one ``error:`` line and leaves nothing behind; no traceback.
+"""Issue 12: the HAR loader (and, briefly, the flow file reader) fuzzed with hypothesis. Whatever the HAR
+holds, ``replay import`` either writes session files that load, or refuses in one ``error:`` line and
+leaves nothing behind; no traceback.
 
 The importer runs in this process (``recorder.importer.main``, what ``replay import`` execs): plain
 Python, no event loop running, so each example is a few milliseconds.
@@ -17,6 +18,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_import_bad_input import flow_file
 
 from recorder.har import INVALID
 from recorder.importer import main
@@ -148,3 +150,36 @@ def damaged(draw: st.DrawFn) -> bytes:
 @given(damaged())
 def test_malformed_json_is_refused_in_one_line_or_what_is_still_valid_imports(data: bytes) -> None:
     run_import(data, "file")
+
+
+@pytest.fixture(scope="module")
+def flows() -> bytes:
+    with tempfile.TemporaryDirectory() as tmp:
+        return flow_file(Path(tmp) / "flows.mitm", 3).read_bytes()
+
+
+@FUZZ
+@given(data=st.data())
+def test_a_damaged_flow_file_keeps_what_came_before_or_is_refused_in_one_line(flows: bytes,
+                                                                              data: st.DataObject) -> None:
+    at = data.draw(st.integers(0, len(flows) - 1))
+    kind = data.draw(st.sampled_from(["cut", "flip", "insert"]))
+    junk = data.draw(st.binary(min_size=1, max_size=6))
+    damaged = flows[:at] if kind == "cut" else flows[:at] + junk + flows[at + (kind == "flip"):]
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        path, out = root / "flows.mitm", root / "out" / "rec"
+        path.write_bytes(damaged)
+        err, stdout = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(stdout):
+            code = main([str(path), "-o", str(out)])
+        lines = err.getvalue().splitlines()
+        if code == 0:
+            assert len(load_recordings(out)) == len(stdout.getvalue().splitlines())
+            return
+        assert code == 2 and lines[-1].startswith(f"error: {path}: "), lines
+        if stdout.getvalue():  # flows before the damage were imported: the summary, then the one error
+            assert "truncated or damaged after flow" in lines[-1] and load_recordings(out)
+            assert not any(line.startswith("error") for line in lines[:-1]), lines
+        else:
+            assert len(lines) == 1 and not (root / "out").exists(), lines
