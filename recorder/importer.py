@@ -49,7 +49,6 @@ from recorder.har import (
     open_regular,
     page_key,
 )
-from recorder.harparse import first_line
 from recorder.journal import JOURNAL_DIR
 from recorder.pipeline import Captured, Pipeline
 from recorder.redaction import KEY_FILE
@@ -221,9 +220,10 @@ def _flows(fh: BinaryIO, path: Path, report: Imported) -> Iterator[Any]:
             return
         except exceptions.FlowReadException as e:
             problem = str(e)
-        except (ValueError, LookupError, TypeError, AttributeError) as e:
+        except (ValueError, LookupError, TypeError, AttributeError):
             # mitmproxy's reader trusts what a tnetstring says it holds: a file that only looks like one.
-            problem = first_line(e)
+            # What broke inside it ("'bytes' object has no attribute 'get'") would tell the user nothing.
+            problem = "what it holds is not a flow"
         else:
             yield flow
             continue
