@@ -10,7 +10,10 @@ recorder does not keep them either.
 An entry that cannot become a replayable request is skipped with its reason: a URL
 that is not http(s) (``data:``, ``blob:``, ``ws:``, extensions), no response (status 0:
 blocked, cancelled or failed in the browser), a WebSocket upgrade (101), or an entry
-that is not a valid HAR entry.
+that is not a valid HAR entry: an ``Invalid`` saying what is wrong, by the field's path
+(``no request.url``, ``response.status is "abc", not a number``). Every field read is
+checked for its JSON type here, where the entry is parsed (in the child process for a big
+file): what crosses to the importer is plain data or the reason, never an exception.
 """
 
 from __future__ import annotations

@@ -14,7 +14,10 @@ the directory's redaction key), through its public API:
 
 Run in a process of its own (it imports mitmproxy): ``python -m recorder.importer FILE
 -o DIR [--per page|file]``, settings from ``REPLAY_*`` variables as the CLI passes them.
-Every entry or flow is accounted for: imported, or skipped with its reason.
+Every entry or flow is accounted for: imported, or skipped with its reason (an invalid HAR
+entry by its number, from 1, and the field at fault). An import that keeps nothing is an
+error; the output directory, its redaction key and the crash journal are made only when a
+first request is about to be kept (``Output``), and taken back if no session is written.
 """
 
 from __future__ import annotations
