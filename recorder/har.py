@@ -328,19 +328,36 @@ _KINDS: dict[type, tuple[tuple[type, ...], str]] = {
 }
 
 
+_EXACT: dict[type, frozenset[type]] = {dict: frozenset({dict}), list: frozenset({list}), str: frozenset({str}),
+                                      float: frozenset({int, float})}
+"""The types a value of each kind has in what ijson builds: one look-up on the way of a good value."""
+
+
 def _get(parent: dict[str, Any], key: str, path: str, kind: type, required: bool = False) -> Any:
     """``parent[key]``, of ``kind`` (``float``: any number); ``None`` if absent (or null) and not ``required``."""
+    value = parent.get(key)
+    if type(value) in _EXACT[kind]:
+        return value
     if key not in parent:
         if required:
             raise _Bad(f"no {path}")
         return None
-    value = parent[key]
     if value is None and not required:
         return None
     types, name = _KINDS[kind]
     if not isinstance(value, types) or isinstance(value, bool):
         raise _Bad(f"{path} is {_shown(value)}, not {name}")
     return value
+
+
+def _timing(timings: dict[str, Any], name: str) -> float:
+    """A ``timings`` value in ms (the path of a bad one made only then: six per entry)."""
+    value = timings.get(name)
+    if type(value) is int or type(value) is float:
+        return _ms(value)
+    if value is None:
+        return 0.0
+    raise _Bad(f"timings.{name} is {_shown(value)}, not a number")
 
 
 def _captured(entry: Any, client: ClientKey) -> Captured | str:
@@ -374,12 +391,10 @@ def _captured(entry: Any, client: ClientKey) -> Captured | str:
     started = _started(_get(entry, "startedDateTime", "startedDateTime", str, required=True))
     timings = _get(entry, "timings", "timings", dict) or {}
 
-    def ms(name: str) -> float:
-        return _ms(_get(timings, name, f"timings.{name}", float))
-
     total = _ms(_get(entry, "time", "time", float))
-    sending = ms("blocked") + ms("dns") + ms("connect") + ms("send")
-    waiting = ms("wait") + ms("receive")
+    sending = _timing(timings, "blocked") + _timing(timings, "dns") + _timing(timings, "connect") + _timing(
+        timings, "send")
+    waiting = _timing(timings, "wait") + _timing(timings, "receive")
     request_end = started + min(sending, total) / 1000
     finished = started + max(total, sending + waiting) / 1000
     headers = _headers(request, "request")
@@ -421,13 +436,16 @@ def _ms(value: float | None) -> float:
 def _headers(message: dict[str, Any], where: str) -> list[Header]:
     headers: list[Header] = []
     for i, h in enumerate(_get(message, "headers", f"{where}.headers", list) or ()):
+        if type(h) is dict and type(name := h.get("name")) is str and type(value := h.get("value")) is str:
+            if not name.startswith(":"):  # the usual header: no path made for it
+                headers.append((name, value))
+            continue
         at = f"{where}.headers[{i}]"
         if not isinstance(h, dict):
             raise _Bad(f"{at} is {_shown(h)}, not an object")
-        name: str = _get(h, "name", f"{at}.name", str, required=True)
-        if name.startswith(":"):
-            continue
-        headers.append((name, _scalar(h, "value", f"{at}.value")))
+        name = _get(h, "name", f"{at}.name", str, required=True)
+        if not name.startswith(":"):
+            headers.append((name, _scalar(h, "value", f"{at}.value")))
     return headers
 
 
