@@ -205,8 +205,12 @@ def import_flows(path: Path, directory: Path, settings: Settings) -> Imported:
     report = Imported()
     with fh, configured_pipeline(directory, settings) as output:
         output.pipeline.on_written = report.sessions.append
-        for flow in _flows(fh, path, report):
-            _feed(output, flow, report)
+        try:
+            for flow in _flows(fh, path, report):
+                _feed(output, flow, report)
+        except BaseException:
+            output.pipeline.discard()  # the flow file still holds it all: no journal left for a recovery
+            raise
         if report.items == 0:
             raise FlowFileError(f"{path}: not a mitmproxy flow file (no flows in it)")
         _finished(output.pipeline, directory, report)
