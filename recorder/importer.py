@@ -14,7 +14,10 @@ the directory's redaction key), through its public API:
 
 Run in a process of its own (it imports mitmproxy): ``python -m recorder.importer FILE
 -o DIR [--per page|file]``, settings from ``REPLAY_*`` variables as the CLI passes them.
-Every entry or flow is accounted for: imported, or skipped with its reason.
+Every entry or flow is accounted for: imported, or skipped with its reason (an invalid HAR
+entry by its number, from 1, and the field at fault). An import that keeps nothing is an
+error; the output directory, its redaction key and the crash journal are made only when a
+first request is about to be kept (``Output``), and taken back if no session is written.
 """
 
 from __future__ import annotations
@@ -31,14 +34,27 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from mitmproxy import exceptions, hooks, http, io, master, options
 
 from recorder.addon import Recorder, recorder_options
 from recorder.exchange import NON_HTTP, WEBSOCKET, captured, failure_reason
-from recorder.har import Grouping, HarFile, entry_captured, entry_url, group_id, page_key
+from recorder.har import (
+    INVALID,
+    Grouping,
+    HarFile,
+    Invalid,
+    entry_captured,
+    entry_url,
+    group_id,
+    one_line,
+    open_regular,
+    page_key,
+)
+from recorder.journal import JOURNAL_DIR
 from recorder.pipeline import Captured, Pipeline
+from recorder.redaction import KEY_FILE
 from recorder.sessionizer import Closed
 from recorder.sessionkeys import Keyed
 from traffic_replay.errors import RecordingError, ReplayError
@@ -49,12 +65,20 @@ JOURNAL_BATCH = 1 << 20
 """A HAR import's journal bytes per ``write()``: a crash loses nothing the HAR itself does not still hold."""
 
 
+SHOWN = 5
+"""Invalid entries named in full, in the summary and in the error of an import that keeps nothing; the rest counted."""
+
+
 class FlowFileError(RecordingError):
     """A flow file that cannot be read (missing, not a flow file)."""
 
 
 class DamagedInput(RecordingError):
     """The input ended early; what came before it was imported."""
+
+
+class NothingImported(RecordingError):
+    """Not one request of the input could be kept: nothing was written."""
 
 
 @dataclass
@@ -65,16 +89,80 @@ class Imported:
     imported: int = 0
     sessions: list[Path] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
-    """(URL or flow type, reason) of every item not imported."""
+    """(URL or flow type, reason) of every item not imported (``entry N`` for an invalid HAR entry)."""
     damaged: str | None = None
+    invalid: list[str] = field(default_factory=list)
+    """The first ``SHOWN`` invalid HAR entries, each as ``entry N: what is wrong`` (N from 1)."""
+    invalid_count: int = 0
+
+    def add_invalid(self, number: int, what: str) -> None:
+        self.invalid_count += 1
+        if len(self.invalid) < SHOWN:
+            self.invalid.append(f"entry {number}: {what}")
+        self.skipped.append((f"entry {number}", INVALID))
+
+
+class Output:
+    """The recordings directory of an import, made only once a first request is about to be kept.
+
+    Until then nothing exists in it that the import made: not the directory, not the redaction
+    key, not the crash journal. ``prepare`` configures the recorder's ``replay_dir`` (the addon
+    makes the directory and loads its key as for ``replay record``); an import that ends with no
+    session written takes back what it made (``tidy``).
+    """
+
+    def __init__(self, directory: Path, opts: options.Options, pipeline: Pipeline) -> None:
+        self.directory, self._opts, self.pipeline = directory, opts, pipeline
+        self.ready = False
+        self._made: list[Path] = []
+        """The directories ``prepare`` made, the deepest first (``-o a/b/c`` may make all three)."""
+        self._made_key = False
+
+    def feed(self, item: Captured, keyed: Keyed | None = None) -> str | None:
+        """``Pipeline.feed``, the directory prepared first if the filters keep ``item``."""
+        pipeline = self.pipeline
+        if not self.ready and not (pipeline.filter.active and pipeline.filter.skip_reason(
+                item.host, item.port, item.url, item.path, item.response_type) is not None):
+            self.prepare()
+        return pipeline.feed(item, keyed)
+
+    def prepare(self) -> None:
+        directory = self.directory
+        missing = directory
+        while not missing.exists() and not missing.is_symlink() and missing != missing.parent:
+            self._made.append(missing)
+            missing = missing.parent
+        self._made_key = not (directory / KEY_FILE).exists()
+        try:
+            self._opts.update(replay_dir=str(directory))
+        except exceptions.OptionsError as e:
+            raise RecordingError(str(e)) from e
+        self.ready = True
+
+    def tidy(self) -> None:
+        """Take back what ``prepare`` made, if no session was written (the journal removes itself)."""
+        if not self.ready or self.pipeline.written:
+            return
+        directory = self.directory
+        with contextlib.suppress(OSError):
+            (directory / JOURNAL_DIR).rmdir()
+        if self._made_key:
+            with contextlib.suppress(OSError):
+                (directory / KEY_FILE).unlink()
+        for made in self._made:
+            try:
+                made.rmdir()  # only if empty: never what someone else put there meanwhile
+            except OSError:
+                break
 
 
 @contextmanager
-def configured_pipeline(directory: Path, settings: Settings) -> Iterator[Pipeline]:
+def configured_pipeline(directory: Path, settings: Settings) -> Iterator[Output]:
     """The recorder's ``Pipeline``, its options set as ``replay record`` would set them, writing into ``directory``.
 
     Configured through the addon itself (options, filters, the directory's redaction key),
-    so that an import and a live recording can never parse a setting differently.
+    so that an import and a live recording can never parse a setting differently; the
+    directory only once the first request is kept (``Output``).
     """
     loop = asyncio.new_event_loop()
     try:
@@ -83,12 +171,18 @@ def configured_pipeline(directory: Path, settings: Settings) -> Iterator[Pipelin
         recorder = Recorder()
         proxy.addons.add(recorder)
         try:
-            opts.update(**recorder_options(opts, _into(settings, directory)))
+            values = recorder_options(opts, _into(settings, directory))
+            values.pop("replay_dir", None)  # Output.prepare sets it: it makes the directory and its key
+            opts.update(**values)
             # Every option, defaults included, as at mitmproxy's start.
-            proxy.addons.invoke_addon_sync(recorder, hooks.ConfigureHook(set(opts.keys())))
+            proxy.addons.invoke_addon_sync(recorder, hooks.ConfigureHook(set(opts.keys()) - {"replay_dir"}))
         except exceptions.OptionsError as e:
             raise RecordingError(str(e)) from e
-        yield recorder.pipeline
+        output = Output(directory, opts, recorder.pipeline)
+        try:
+            yield output
+        finally:
+            output.tidy()
     finally:
         loop.close()
 
@@ -107,34 +201,54 @@ def _finished(pipeline: Pipeline, directory: Path, report: Imported) -> None:
 
 def import_flows(path: Path, directory: Path, settings: Settings) -> Imported:
     """Every flow of a ``mitmdump -w`` file through the recorder's pipeline into ``directory``."""
-    try:
-        fh = path.open("rb")
-    except OSError as e:
-        raise FlowFileError(f"{path}: {e.strerror or e}") from e
+    fh = open_regular(path, FlowFileError)
     report = Imported()
-    with fh, configured_pipeline(directory, settings) as pipeline:
-        pipeline.on_written = report.sessions.append
+    with fh, configured_pipeline(directory, settings) as output:
+        output.pipeline.on_written = report.sessions.append
         try:
-            for flow in io.FlowReader(fh).stream():
-                _feed(pipeline, flow, report)
-        except exceptions.FlowReadException as e:
-            if report.items == 0:
-                raise FlowFileError(f"{path}: not a mitmproxy flow file ({e})") from e
-            report.damaged = f"{path}: truncated or damaged after flow {report.items}: {e}"
+            for flow in _flows(fh, path, report):
+                _feed(output, flow, report)
+        except BaseException:
+            output.pipeline.discard()  # the flow file still holds it all: no journal left for a recovery
+            raise
         if report.items == 0:
             raise FlowFileError(f"{path}: not a mitmproxy flow file (no flows in it)")
-        _finished(pipeline, directory, report)
+        _finished(output.pipeline, directory, report)
     return report
 
 
-def _feed(pipeline: Pipeline, flow: Any, report: Imported) -> None:
+def _flows(fh: BinaryIO, path: Path, report: Imported) -> Iterator[Any]:
+    """The flows of the file, until it ends or is damaged (``report.damaged`` then says where)."""
+    stream = iter(io.FlowReader(fh).stream())
+    while True:
+        try:
+            flow = next(stream)
+        except StopIteration:
+            return
+        except exceptions.FlowReadException as e:
+            problem = str(e)
+        except (ValueError, LookupError, TypeError, AttributeError):
+            # mitmproxy's reader trusts what a tnetstring says it holds: a file that only looks like one.
+            # What broke inside it ("'bytes' object has no attribute 'get'") would tell the user nothing.
+            problem = "what it holds is not a flow"
+        else:
+            yield flow
+            continue
+        if report.items == 0:
+            raise FlowFileError(f"{path}: not a mitmproxy flow file ({problem})")
+        report.damaged = f"{path}: truncated or damaged after flow {report.items}: {problem}"
+        return
+
+
+def _feed(output: Output, flow: Any, report: Imported) -> None:
+    pipeline = output.pipeline
     report.items += 1
     if not isinstance(flow, http.HTTPFlow):
         pipeline.skip(NON_HTTP)
         report.skipped.append((flow.type, f"not HTTP ({flow.type})"))
         return
     if flow.websocket is None and flow.response is not None:
-        reason = pipeline.feed(captured(flow))  # counted by the pipeline if skipped
+        reason = output.feed(captured(flow))  # counted by the pipeline if skipped
     else:
         reason = WEBSOCKET if flow.websocket is not None else failure_reason(flow, pipeline.filter)
         if reason is not None:
@@ -143,12 +257,16 @@ def _feed(pipeline: Pipeline, flow: Any, report: Imported) -> None:
         return
     if flow.error is not None and flow.response is None:
         reason = f"{reason}: {flow.error.msg}"
-    report.skipped.append((flow.request.pretty_url, reason))
+    report.skipped.append((one_line(flow.request.pretty_url[:200]), reason))
 
 
-def import_har(path: Path, directory: Path, settings: Settings, per: Grouping) -> Imported:
-    """A HAR file into ``directory``: one session per page (or per file), the recorder's filter and redaction."""
-    har = HarFile(path, with_pages=per == "page")
+def import_har(path: Path, directory: Path, settings: Settings, per: Grouping, har: HarFile | None = None) -> Imported:
+    """A HAR file into ``directory``: one session per page (or per file), the recorder's filter and redaction.
+
+    ``har``: the file as read (its ``version`` is known once the entries are); made here if not given.
+    """
+    har = har or HarFile(path)
+    har.with_pages = per == "page"
     report = Imported()
     firsts: dict[str, tuple[float, str]] = {}
     """Per group: the start of its first entry (in file order) and the first User-Agent sent."""
@@ -165,7 +283,8 @@ def import_har(path: Path, directory: Path, settings: Settings, per: Grouping) -
     gc.disable()
     with contextlib.ExitStack() as stack:
         stack.callback(gc.enable)
-        pipeline = stack.enter_context(configured_pipeline(directory, settings))
+        output = stack.enter_context(configured_pipeline(directory, settings))
+        pipeline = output.pipeline
         pipeline.head, pipeline.on_written = head, report.sessions.append
         pipeline.sessionizer.idle_gap, pipeline.sessionizer.max_session = math.inf, None  # HAR pages group
         pipeline.journal_batch = JOURNAL_BATCH
@@ -173,7 +292,10 @@ def import_har(path: Path, directory: Path, settings: Settings, per: Grouping) -
         entries = stack.enter_context(contextlib.closing(har.entries(lambda entry: _har_item(entry, per))))
         try:
             for group, item, url in entries:
-                reason = item if isinstance(item, str) else pipeline.feed(item, Keyed(("page", group)))
+                if isinstance(item, Invalid):
+                    report.add_invalid(har.count, item.what)  # the count so far: this entry's number
+                    continue
+                reason = item if isinstance(item, str) else output.feed(item, Keyed(("page", group)))
                 if reason is not None:
                     report.skipped.append((url, reason))
                     continue
@@ -189,7 +311,7 @@ def import_har(path: Path, directory: Path, settings: Settings, per: Grouping) -
     return report
 
 
-def _har_item(entry: Any, per: Grouping) -> tuple[str, Captured | str, str]:
+def _har_item(entry: Any, per: Grouping) -> tuple[str, Captured | str | Invalid, str]:
     """An entry's group, what it sent and got (or why it is skipped) and its URL: all the import needs of it.
 
     Made where the entry is parsed (a child process for a big HAR), so that the entry's objects never cross.
@@ -199,7 +321,8 @@ def _har_item(entry: Any, per: Grouping) -> tuple[str, Captured | str, str]:
 
 
 def render(report: Imported, source: Path, directory: Path) -> list[str]:
-    """The summary lines: what was imported, then each reason for skipping with its count and an example."""
+    """The summary lines: what was imported, each reason for skipping with its count and an example, then
+    the first invalid entries, each with what is wrong."""
     lines = [f"replay: imported {report.imported} of {report.items} requests from {source} "
              f"into {len(report.sessions)} sessions in {directory}/"]
     if report.skipped:
@@ -208,16 +331,30 @@ def render(report: Imported, source: Path, directory: Path) -> list[str]:
         for reason, count in by_reason.most_common():
             example = next(url for url, r in report.skipped if r == reason)
             lines.append(f"  {count:>6}  {reason}  (e.g. {example[:100]})")
+    lines.extend(f"  {line}" for line in report.invalid)
+    if report.invalid_count > len(report.invalid):
+        lines.append(f"  and {report.invalid_count - len(report.invalid)} more entries skipped (invalid)")
     return lines
+
+
+def nothing_imported(report: Imported, source: Path, unit: str, note: str | None = None) -> str:
+    """The one line of an import that kept nothing: how many items, why each kind was skipped."""
+    if not report.items:
+        return f"{source}: no request could be imported (no {unit} in it{'; ' + note if note else ''})"
+    parts = [f"{count} {reason}" for reason, count in Counter(
+        reason for _, reason in report.skipped if reason != INVALID).most_common()]
+    parts += report.invalid
+    if report.invalid_count > len(report.invalid):
+        parts.append(f"and {report.invalid_count - len(report.invalid)} more invalid entries")
+    if note:
+        parts.append(note)
+    return f"{source}: no request could be imported ({report.items} {unit}: {'; '.join(parts)})"
 
 
 def _is_har(path: Path) -> bool:
     # By content, not name: a HAR is JSON, a flow file is tnetstrings (it starts with a digit).
-    try:
-        with path.open("rb") as fh:
-            head = fh.read(64).lstrip(b"\xef\xbb\xbf \t\r\n")
-    except OSError:
-        return path.suffix.lower() == ".har"
+    with open_regular(path, RecordingError) as fh:
+        head = fh.read(64).lstrip(b"\xef\xbb\xbf \t\r\n")
     return head.startswith((b"{", b"[")) or (not head and path.suffix.lower() == ".har")
 
 
@@ -233,22 +370,29 @@ def main(argv: list[str] | None = None) -> int:
         if args.per is not None:
             settings = settings.model_copy(update={"import_per": args.per})
         directory: Path = args.output or settings.recordings
-        if not source.is_file():
-            raise RecordingError(f"{source}: no such file" if not source.exists() else f"{source}: not a file")
         if directory.exists() and not directory.is_dir():
             raise RecordingError(f"{directory}: exists and is not a directory")
+        note = None
         if _is_har(source):
-            report = import_har(source, directory, settings, settings.import_per)
+            har = HarFile(source)
+            report = import_har(source, directory, settings, settings.import_per, har)
+            unit, note = "entries", har.version_warning()
         else:
-            report = import_flows(source, directory, settings)
+            report, unit = import_flows(source, directory, settings), "flows"
+        if report.damaged and not report.imported:
+            raise DamagedInput(f"{report.damaged}; nothing was imported")
+        if not report.imported:
+            raise NothingImported(nothing_imported(report, source, unit, note))
+        if note:
+            print(f"warning: {source}: {note}", file=sys.stderr)
         for line in render(report, source, directory):
             print(line, file=sys.stderr)
         for path in report.sessions:
             print(path)
         if report.damaged:
-            raise DamagedInput(report.damaged)
+            raise DamagedInput(report.damaged)  # after the summary: what came before the damage is imported
     except ReplayError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {one_line(str(e))}", file=sys.stderr)
         return e.exit_code
     return 0
 

@@ -126,14 +126,19 @@ class Journal:
         self._open()
 
     def _open(self) -> None:
-        try:
-            self.folder.mkdir(parents=True, exist_ok=True)
-            # Unique even for two recorders of one process (mitmproxy may load a script twice).
-            name = f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}-{secrets.token_hex(4)}.jsonl"
-            path = self.folder / name
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC, 0o644)
-        except OSError as e:
-            raise JournalError(f"{self.folder}: cannot create the crash journal: {e.strerror or e}") from e
+        for attempt in range(3):
+            try:
+                self.folder.mkdir(parents=True, exist_ok=True)
+                # Unique even for two recorders of one process (mitmproxy may load a script twice).
+                name = f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}-{secrets.token_hex(4)}.jsonl"
+                path = self.folder / name
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC, 0o644)
+                break
+            except FileNotFoundError as e:
+                if attempt == 2:  # another recorder's close removed the empty folder in between: make it again
+                    raise JournalError(f"{self.folder}: cannot create the crash journal: {e.strerror or e}") from e
+            except OSError as e:
+                raise JournalError(f"{self.folder}: cannot create the crash journal: {e.strerror or e}") from e
         # Held until we close (or die): recovery leaves a locked journal to its live owner.
         # Never blocking: the file is new, and a wait here would freeze mitmproxy's event loop.
         try:
@@ -249,12 +254,22 @@ class Journal:
         if not keep and path is not None:
             path.unlink(missing_ok=True)  # unlinked while still locked: no recoverer can race us
         self._close_fd()
+        if not keep:
+            self._tidy()
 
     def discard(self) -> None:
         """Close and delete the journal, whatever it holds (its sessions are not wanted)."""
         if self.path is not None and self._fd >= 0:
             self.path.unlink(missing_ok=True)  # while still locked, as close() does
         self._close_fd()
+        self._tidy()
+
+    def _tidy(self) -> None:
+        """Remove the journal folder if nothing is left in it: no empty ``.journal/`` stays behind."""
+        try:
+            self.folder.rmdir()
+        except OSError:
+            pass  # not empty (another recorder's journal, one kept for recovery) or already gone
 
     def _close_fd(self) -> None:
         self._held = bytearray()  # close() flushed them (its sync); discard() and rotation do not want them

@@ -9,6 +9,7 @@ a million requests is written without ever being one object tree in memory.
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -16,11 +17,21 @@ from pathlib import Path
 
 from recorder.records import Exchange, file_bytes, head_bytes, request_line
 from recorder.sessionkeys import ClientKey
+from traffic_replay.errors import RecordingError
 from traffic_replay.format import ClientInfo, Session
 
-__all__ = ["client_head", "default_head", "write_exchanges", "write_lines"]
+__all__ = ["client_head", "default_head", "file_name", "write_exchanges", "write_lines"]
 
 _BUFFER = 1 << 20
+_SAFE_ID = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
+"""A session id that names a file of the directory itself: the format's id pattern, not hidden, never ``..``."""
+
+
+def file_name(session_id: str) -> str:
+    """``<id>.json``; a ``RecordingError`` for an id that could name anything but a session file in its directory."""
+    if not _SAFE_ID.fullmatch(session_id):
+        raise RecordingError(f"session id {session_id[:80]!r} cannot name a session file")
+    return f"{session_id}.json"
 
 
 def client_head(session_id: str, client: ClientKey, t0: float) -> Session:
@@ -46,7 +57,7 @@ def write_exchanges(directory: Path, head: tuple[Session, float], exchanges: Ite
 
 def write_lines(directory: Path, session: Session, lines: Iterable[bytes]) -> Path:
     """Write ``<id>.json`` in ``directory`` atomically: ``session`` (without requests), then the request lines."""
-    target = directory / f"{session.id}.json"
+    target = directory / file_name(session.id)
     fd, tmp = tempfile.mkstemp(prefix=f".{session.id}.", suffix=".tmp", dir=directory)
     try:
         with os.fdopen(fd, "wb", buffering=_BUFFER) as fh:

@@ -81,11 +81,22 @@ def _check_odd_entries(golden: dict[str, Any], now: dict[str, Any]) -> None:
     assert "String should match pattern" in golden["stderr"][-2] and golden["written"] == []
     assert now["exit"] == 0, now
     assert now["stderr"][0].startswith("replay: imported 2 of 4 requests from <DATA>/bad/import/odd-entries.har ")
+    # Issue 12: an invalid entry is named by its number and what is wrong with it, not by its URL.
     assert [re.sub(r"\s+", " ", t).strip() for t in now["stderr"][1:]] == [
         "skipped 2:", "1 not an HTTP method (e.g. http://127.0.0.1:8000/b)",
-        "1 not a valid HAR entry (e.g. http://127.0.0.1:99999/c)"], now["stderr"]
+        "1 not a valid HAR entry (e.g. entry 3)",
+        'entry 3: request.url "http://127.0.0.1:99999/c" is not a valid URL (port out of range 0-65535)'], now["stderr"]
     report = now["inspect_written"]["stdout"]
     assert [(e["method"], e["name"]) for e in report["endpoints"]] == [("GET", "/a"), ("PROPFIND", "/d")]
+
+
+# Issue 12 "Bad input": an invalid HAR entry is named by its number and the field at fault ("(e.g. ?)"
+# named neither). The rest is what it was: the exit code, the summary, what was written.
+def _invalid_entry_named(golden: dict[str, Any], now: dict[str, Any]) -> None:
+    assert golden["stderr"][-1] == "       1  not a valid HAR entry  (e.g. ?)", golden
+    assert now["stderr"] == [*golden["stderr"][:-1], "       1  not a valid HAR entry  (e.g. entry 1)",
+                             "  entry 1: no request"], now
+    assert {k: v for k, v in now.items() if k != "stderr"} == {k: v for k, v in golden.items() if k != "stderr"}
 
 
 # c5140ed: a session file is held to its schema (``replay schema``), as a JSON Schema validator
@@ -112,6 +123,7 @@ def _first_problem_named(golden: dict[str, Any], now: dict[str, Any]) -> None:
 
 INTENDED: dict[str, Callable[[dict[str, Any], dict[str, Any]], None]] = {
     "import-odd-entries.har": _check_odd_entries,
+    "import-entry-without-request.har": _invalid_entry_named,
     **{f"bad-{kind}-notes": _first_problem_named for kind in ("inspect", "dry-run")},
     **{f"bad-{kind}-{case}": _refused_as_the_schema_refuses(field) for kind in ("inspect", "dry-run")
        for case, field in (("wrong-type-port", "requests.0.port"), ("lax-datetime-number", "started_at"),

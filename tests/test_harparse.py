@@ -16,7 +16,7 @@ import pytest
 from test_har import entry, firefox_har
 
 from recorder import harparse
-from recorder.har import HarError, HarFile
+from recorder.har import HarError, HarFile, Invalid
 from recorder.importer import _har_item
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
@@ -75,7 +75,11 @@ def test_the_child_makes_the_import_s_items_as_the_in_process_parse_does(tmp_pat
         har = HarFile(path, with_pages=False, fork_from=fork_from)
         made.append(list(har.entries(lambda e: _har_item(e, per))))  # type: ignore[arg-type]
     assert made[0] == made[1] and len(made[0]) == 2004
-    assert {type(item).__name__ for _, item, _ in made[1]} == {"Captured", "str"}
+    assert {type(item).__name__ for _, item, _ in made[1]} == {"Captured", "Invalid"}
+    # What is wrong with each invalid entry comes back from the child as it is said here.
+    assert [item.what for _, item, _ in made[1] if isinstance(item, Invalid)] == [
+        "the entry is 42, not an object", 'the entry is "not an entry", not an object',
+        "the entry is null, not an object"]
     assert repr(made[0]) == repr(made[1])  # -0.0 and 0.0 are equal, their reprs are not
 
 
