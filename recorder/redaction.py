@@ -3,7 +3,7 @@
 Pure Python, no mitmproxy: the recorder redacts every exchange before it is kept, an
 import can do the same. A redacted value becomes ``«redacted:xxxxxxxx»``: the first
 8 hex digits of an HMAC-SHA256 of the value, keyed by a random key kept in the
-recordings directory (``.redaction-key``). Equal secrets get equal placeholders, so a
+user's config directory, never in the recordings (``recorder.keys``). Equal secrets get equal placeholders, so a
 token that a response handed out and a later request sent back still look the same
 (which correlation needs), while the value itself is never written.
 
@@ -14,19 +14,17 @@ placeholder is percent-encoded) gets the same placeholder.
 
 from __future__ import annotations
 
-import os
 import re
-import secrets
 from collections.abc import Iterable
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote_plus
 
 import orjson
 
-from traffic_replay.redacted import KEY_FILE, PLACEHOLDER, placeholder
+from recorder.keys import load_key
+from traffic_replay.redacted import PLACEHOLDER, placeholder
 
-__all__ = ["KEY_FILE", "PLACEHOLDER", "Redactor", "load_key", "normalize"]
+__all__ = ["PLACEHOLDER", "Redactor", "load_key", "normalize"]
 
 Header = tuple[str, str]
 
@@ -44,30 +42,6 @@ DEFAULT_FIELDS = ("password", "passwd", "secret", "client_secret", "token", "acc
 def normalize(name: str) -> str:
     """Field names compare without case, dashes or underscores: apiKey, api_key and API-KEY are one."""
     return name.lower().replace("_", "").replace("-", "")
-
-
-def load_key(directory: Path) -> bytes:
-    """The directory's redaction key, created on first use (mode 0600)."""
-    path = directory / KEY_FILE
-    try:
-        return bytes.fromhex(path.read_text().strip())
-    except FileNotFoundError:
-        pass
-    except ValueError:
-        raise ValueError(f"{path}: not a redaction key (delete it to start a new one)") from None
-    # Written aside and linked into place, so that two recorders starting together agree.
-    tmp = directory / f".{KEY_FILE}.{secrets.token_hex(4)}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(secrets.token_hex(32) + "\n")
-        try:
-            os.link(tmp, path)
-        except FileExistsError:
-            pass
-    finally:
-        tmp.unlink(missing_ok=True)
-    return bytes.fromhex(path.read_text().strip())
 
 
 _REMEMBERED = 4096

@@ -5,12 +5,22 @@ from __future__ import annotations
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from processes import REPO_ROOT, start_process, stop_process
 
 DEMO_READY = r"demo target listening on (http://\S+)"
+
+
+@pytest.fixture(autouse=True)
+def config_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test's own ``XDG_CONFIG_HOME`` (redaction keys live there), inherited by the processes it starts:
+    never the real ``~/.config``."""
+    home = tmp_path_factory.mktemp("config")
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home))
+    return home
 
 
 @pytest.fixture

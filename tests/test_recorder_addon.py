@@ -13,7 +13,8 @@ from mitmproxy import exceptions
 from mitmproxy.test import taddons, tflow
 
 from recorder.addon import Recorder
-from recorder.redaction import KEY_FILE, PLACEHOLDER
+from recorder.keys import ID_FILE, LEGACY_KEY_FILE
+from recorder.redaction import PLACEHOLDER
 from traffic_replay.format import load_recordings
 
 pytestmark = pytest.mark.timeout(30)
@@ -218,7 +219,7 @@ def test_no_redact_keeps_values_and_says_so(tmp_path: Path, capsys: pytest.Captu
     assert "1 requests recorded in 1 sessions" in err and "(1 skipped: 1 websocket)" in err
     body = load_recordings(tmp_path)[0].requests[0].body
     assert body is not None and body.to_bytes() == b"password=pw-9f2"
-    assert not (tmp_path / KEY_FILE).exists()
+    assert not (tmp_path / ID_FILE).exists() and not (tmp_path / LEGACY_KEY_FILE).exists()  # no key was needed
 
 
 @pytest.mark.parametrize(("option", "value", "message"), [
@@ -256,7 +257,7 @@ def test_a_failed_update_creates_nothing_where_the_restored_values_point(tmp_pat
     # "recordings", relative to the working directory, which must not appear.
     monkeypatch.chdir(tmp_path)
     (tmp_path / "rec").mkdir()
-    (tmp_path / "rec" / ".redaction-key").write_text("not a key\n")
+    (tmp_path / "rec" / LEGACY_KEY_FILE).write_text("not a key\n")
     recorder = Recorder()
     with taddons.context(recorder) as tctx:
         with pytest.raises(exceptions.OptionsError, match="redaction key"):

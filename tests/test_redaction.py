@@ -1,14 +1,12 @@
-"""Redaction (pure): headers, JSON at any depth, form fields, query parameters, the key file."""
+"""Redaction (pure): headers, JSON at any depth, form and multipart fields, query parameters, and values
+shaped like credentials wherever they are (the shapes themselves: test_patterns.py; keys: test_keys.py)."""
 
 from __future__ import annotations
-
-import stat
-from pathlib import Path
 
 import orjson
 import pytest
 
-from recorder.redaction import KEY_FILE, PLACEHOLDER, Redactor, load_key
+from recorder.redaction import PLACEHOLDER, Redactor
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -81,13 +79,3 @@ def test_bodies_without_sensitive_fields_are_returned_as_they_are(redactor: Reda
                         (b'{"password": ', "application/json"), (b"\xff\xfe", "application/x-www-form-urlencoded"),
                         (b'{"password": "x"}', None)]:
         assert redactor.body(body, ctype) is body
-
-
-def test_the_key_is_created_once_private_and_reused(tmp_path: Path) -> None:
-    key = load_key(tmp_path)
-    assert len(key) == 32 and load_key(tmp_path) == key
-    assert stat.S_IMODE((tmp_path / KEY_FILE).stat().st_mode) == 0o600
-    assert [p.name for p in tmp_path.iterdir()] == [KEY_FILE]  # no temp file left behind
-    (tmp_path / KEY_FILE).write_text("not hex")
-    with pytest.raises(ValueError, match="not a redaction key"):
-        load_key(tmp_path)
