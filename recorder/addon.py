@@ -133,7 +133,8 @@ class Recorder:
         loader.add_option("replay_redact", bool, True,
                           "Redact secrets before anything is written: Authorization, Proxy-Authorization, cookie "
                           "values, X-Api-Key, X-Auth-Token, and password/token/secret/API key fields of JSON and "
-                          "form bodies and query strings. Each becomes a stable placeholder «redacted:xxxxxxxx».")
+                          "form and multipart bodies and query strings; anywhere, JWTs, well-known API keys and "
+                          "passwords in URLs. Each becomes a stable placeholder «redacted:xxxxxxxx».")
         loader.add_option("replay_redact_header", Sequence[str], [],
                           "Further header names whose values are redacted (repeatable).")
         loader.add_option("replay_redact_field", Sequence[str], [],

@@ -185,6 +185,35 @@ def test_secrets_are_redacted_in_requests_and_responses(tmp_path: Path) -> None:
     assert dict(first.headers)["Cookie"] == f"sid={recorder.pipeline.redactor.placeholder('cookie-5c1')}"
 
 
+def test_credentials_outside_named_fields_are_redacted_by_their_look(tmp_path: Path) -> None:
+    jwt = ("eyJhbGciOiJSUzI1NiIsImtpZCI6ImsxIn0.eyJzdWIiOiJhZGEiLCJzY29wZSI6ImNhcnQifQ"
+           ".c2lnbmF0dXJlLW9mLWFkYQ")
+    recorder = Recorder()
+    with taddons.context(recorder) as tctx:
+        tctx.configure(recorder, replay_dir=str(tmp_path))
+        page = timed_flow(b"/", 100.0, "a")
+        assert page.response is not None
+        page.response.headers["Content-Type"] = "text/html"
+        page.response.content = f'<script>const jwt = "{jwt}";</script><a href="/magic/{jwt}">in</a>'.encode()
+        recorder.response(page)
+        link = timed_flow(f"/magic/{jwt}".encode(), 101.0, "a")
+        link.request.headers["Authorization"] = f"Bearer {jwt}"
+        assert link.response is not None
+        link.response.headers["Location"] = "https://ada:pw-77c@internal.example/"
+        recorder.response(link)
+        recorder.pipeline.finish()
+    for path in (p for p in tmp_path.rglob("*") if p.is_file()):
+        assert jwt.encode() not in path.read_bytes() and b"pw-77c" not in path.read_bytes(), path
+    first, second = load_recordings(tmp_path)[0].requests
+    assert first.response is not None and first.response.body is not None
+    (p,) = set(PLACEHOLDER.findall(first.response.body.to_bytes().decode()))
+    # Handed out in the page, sent back in the path and the header: one placeholder.
+    assert second.path == f"/magic/%C2%ABredacted:{p}%C2%BB"
+    assert dict(second.headers)["Authorization"] == f"Bearer «redacted:{p}»"
+    assert second.response is not None and dict(second.response.headers)["Location"].startswith(
+        "https://ada:%C2%ABredacted:")
+
+
 def test_a_compressed_request_body_is_redacted_decoded(tmp_path: Path) -> None:
     recorder = Recorder()
     with taddons.context(recorder) as tctx:
