@@ -1,8 +1,8 @@
 """Redaction keys: kept in the user's config directory, never in the recordings they key.
 
 A recordings directory carries only its identity, ``DIR/.recording-id``: a random id
-(32 hex digits) written there with the directory's first redacted recording. It is not
-secret: it names the directory's key, ``$XDG_CONFIG_HOME/traffic-replay/keys/<id>``
+(32 hex digits) written there by the first recorder or import that redacts into it. It is
+not secret: it names the directory's key, ``$XDG_CONFIG_HOME/traffic-replay/keys/<id>``
 (``~/.config/...`` by default; the directory mode 0700, each key 0600), so that a copy of
 the recordings (zipped, attached to a ticket, pushed to a repository) does not carry what
 it takes to test password guesses against their placeholders. The same directory on the
