@@ -30,6 +30,7 @@ from mitmproxy.utils import asyncio_utils
 from recorder.exchange import FAILED, NON_HTTP, WEBSOCKET, captured, failure_reason
 from recorder.filters import FlowFilter, compile_patterns, parse_host
 from recorder.journal import JournalError, describe
+from recorder.keys import RedactionKeyError
 from recorder.pipeline import Pipeline
 from recorder.progress import Progress
 from recorder.redaction import Redactor, load_key
@@ -81,7 +82,8 @@ def recorder_options(opts: Any, settings: Settings) -> dict[str, Any]:
 
 
 _FILTER_OPTIONS = {"replay_allow_host", "replay_exclude", "replay_static"}
-_REDACTION_OPTIONS = {"replay_dir", "replay_redact", "replay_redact_header", "replay_redact_field"}
+_REDACTION_OPTIONS = {"replay_dir", "replay_redact", "replay_redact_header", "replay_redact_field",
+                      "replay_redaction_key_file"}
 
 
 class Recorder:
@@ -98,6 +100,7 @@ class Recorder:
         self._start_failed = False
         self._running = False
         self._rollback = False
+        self._noted: set[str] = set()
 
     def load(self, loader: Loader) -> None:
         # After a failed update mitmproxy configures the previous values again; those were
@@ -130,11 +133,15 @@ class Recorder:
         loader.add_option("replay_redact", bool, True,
                           "Redact secrets before anything is written: Authorization, Proxy-Authorization, cookie "
                           "values, X-Api-Key, X-Auth-Token, and password/token/secret/API key fields of JSON and "
-                          "form bodies and query strings. Each becomes a stable placeholder «redacted:xxxxxxxx».")
+                          "form and multipart bodies and query strings; anywhere, JWTs, well-known API keys and "
+                          "passwords in URLs. Each becomes a stable placeholder «redacted:xxxxxxxx».")
         loader.add_option("replay_redact_header", Sequence[str], [],
                           "Further header names whose values are redacted (repeatable).")
         loader.add_option("replay_redact_field", Sequence[str], [],
                           "Further JSON field, form field and query parameter names to redact (repeatable).")
+        loader.add_option("replay_redaction_key_file", str, "",
+                          "Redaction key file to use (created if missing) instead of the recordings directory's own "
+                          "key in ~/.config/traffic-replay/keys/: the way to share placeholders on purpose.")
 
     def configure(self, updated: set[str]) -> None:
         rollback, self._rollback = self._rollback, False
@@ -182,12 +189,17 @@ class Recorder:
     def _redactor(self) -> Redactor | None:
         if not ctx.options.replay_redact:
             return None
-        directory = self.pipeline.directory
+        key_file = Path(ctx.options.replay_redaction_key_file) if ctx.options.replay_redaction_key_file else None
         try:
-            key = load_key(directory)
-        except (OSError, ValueError) as e:
-            raise exceptions.OptionsError(f"{directory}: cannot read or create the redaction key: {e}") from e
+            key = load_key(self.pipeline.directory, key_file, self._note)
+        except RedactionKeyError as e:
+            raise exceptions.OptionsError(str(e)) from e
         return Redactor(key, ctx.options.replay_redact_header, ctx.options.replay_redact_field)
+
+    def _note(self, line: str) -> None:
+        if line not in self._noted:  # configure() may load the key more than once
+            self._noted.add(line)
+            print(line, file=sys.stderr, flush=True)
 
     def running(self) -> None:
         if self._running:  # mitmproxy can run a reloaded script's hook twice

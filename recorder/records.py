@@ -29,7 +29,7 @@ __all__ = ["BodyData", "Exchange", "ResponseData", "body_data", "exchange_from_f
 # The content types kept as readable text; the same rule as ``Body.from_bytes`` (tests/test_records.py holds
 # the two together): anything else, or text that is not valid UTF-8, goes base64.
 _TEXT_TYPES = ("text/", "application/json", "application/x-www-form-urlencoded", "+json", "+xml", "/xml",
-               "application/javascript", "application/graphql")
+               "application/javascript", "application/graphql", "multipart/form-data")
 
 
 class BodyData(NamedTuple):

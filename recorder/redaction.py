@@ -1,32 +1,36 @@
-"""Secrets out of a recording: headers, JSON fields, form fields and query parameters.
+"""Secrets out of a recording: named headers and fields, and values that look like credentials.
 
 Pure Python, no mitmproxy: the recorder redacts every exchange before it is kept, an
 import can do the same. A redacted value becomes ``«redacted:xxxxxxxx»``: the first
-8 hex digits of an HMAC-SHA256 of the value, keyed by a random key kept in the
-recordings directory (``.redaction-key``). Equal secrets get equal placeholders, so a
-token that a response handed out and a later request sent back still look the same
-(which correlation needs), while the value itself is never written.
+8 hex digits of an HMAC-SHA256 of the value, keyed by a random key kept in the user's
+config directory, never in the recordings (``recorder.keys``). Equal secrets get equal
+placeholders, so a token that a response handed out and a later request sent back still
+look the same (which correlation needs), while the value itself is never written.
+
+What is redacted: the values of sensitive headers (whole, or the credentials after the
+scheme, or cookie values), of sensitive JSON, form, multipart and query fields (by name),
+and, anywhere in URLs, headers and text bodies, whatever has the shape of a credential
+(``recorder.patterns``: JWTs, well-known API keys, ``user:password@`` in URLs).
 
 The placeholder is derived from the decoded value: the same token in an
-``Authorization: Bearer`` header, a JSON field and a query parameter (where the
-placeholder is percent-encoded) gets the same placeholder.
+``Authorization: Bearer`` header, a JSON field, an HTML page and a query parameter (where
+the placeholder is percent-encoded) gets the same placeholder.
 """
 
 from __future__ import annotations
 
-import os
 import re
-import secrets
 from collections.abc import Iterable
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote_plus
 
 import orjson
 
-from traffic_replay.redacted import KEY_FILE, PLACEHOLDER, placeholder
+from recorder.keys import load_key
+from recorder.patterns import PatternRedactor
+from traffic_replay.redacted import PLACEHOLDER, placeholder
 
-__all__ = ["KEY_FILE", "PLACEHOLDER", "Redactor", "load_key", "normalize"]
+__all__ = ["PLACEHOLDER", "Redactor", "load_key", "normalize"]
 
 Header = tuple[str, str]
 
@@ -38,36 +42,26 @@ DEFAULT_HEADERS = ("x-api-key", "x-auth-token")
 
 DEFAULT_FIELDS = ("password", "passwd", "secret", "client_secret", "token", "access_token", "refresh_token",
                   "id_token", "auth_token", "api_key", "apikey")
-"""JSON fields, form fields and query parameters redacted by default."""
+"""JSON fields, form and multipart fields and query parameters redacted by default."""
+
+URL_HEADERS = frozenset({"location", "referer", "content-location"})
+"""Headers that hold a URL: a placeholder in them is percent-encoded."""
+
+_BINARY = re.compile(r"image/|audio/|video/|font/|octet-stream|zip|pdf|protobuf|grpc|wasm|msgpack")
+"""Content types searched for no credential shapes: not text, and large."""
+
+_PART_NAME = re.compile(rb'(?i)^content-disposition:[^\r\n]*?;\s*name\s*=\s*(?:"([^"]*)"|([^;\s]+))', re.M)
+_PART_TYPE = re.compile(rb"(?i)^content-type:\s*([^\r\n;]+)", re.M)
+_BOUNDARY = re.compile(r'(?i);\s*boundary\s*=\s*(?:"([^"]+)"|([^;\s]+))')
+
+
+def _binary(ctype: str) -> bool:
+    return _BINARY.search(ctype) is not None
 
 
 def normalize(name: str) -> str:
     """Field names compare without case, dashes or underscores: apiKey, api_key and API-KEY are one."""
     return name.lower().replace("_", "").replace("-", "")
-
-
-def load_key(directory: Path) -> bytes:
-    """The directory's redaction key, created on first use (mode 0600)."""
-    path = directory / KEY_FILE
-    try:
-        return bytes.fromhex(path.read_text().strip())
-    except FileNotFoundError:
-        pass
-    except ValueError:
-        raise ValueError(f"{path}: not a redaction key (delete it to start a new one)") from None
-    # Written aside and linked into place, so that two recorders starting together agree.
-    tmp = directory / f".{KEY_FILE}.{secrets.token_hex(4)}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(secrets.token_hex(32) + "\n")
-        try:
-            os.link(tmp, path)
-        except FileExistsError:
-            pass
-    finally:
-        tmp.unlink(missing_ok=True)
-    return bytes.fromhex(path.read_text().strip())
 
 
 _REMEMBERED = 4096
@@ -86,6 +80,7 @@ class Redactor:
         self._field_text = re.compile("|".join(re.escape(f) for f in names))
         self._field_bytes = re.compile(b"|".join(re.escape(f.encode("utf-8")) for f in names))
         self._placeholders: dict[str, str] = {}
+        self.patterns = PatternRedactor(self.placeholder)
 
     def placeholder(self, value: str) -> str:
         # The format is shared with the replayer, which fills placeholders in (traffic_replay.redacted).
@@ -103,12 +98,18 @@ class Redactor:
     def header_list(self, headers: list[Header]) -> list[Header]:
         """``headers`` with sensitive values redacted; the same list when none is."""
         out: list[Header] | None = None
+        # One search of the other values for credential shapes (they are rare), not one per header.
+        named = self.headers
+        joined = "\n".join([v for n, v in headers if n.lower() not in named])
+        scan = self.patterns.text(joined) is not joined
         for i, (name, value) in enumerate(headers):
             lower = name.lower()
             if lower in self.headers:
                 redacted = self.header(lower, value)
-            elif lower == "location" and "?" in value:
+            elif lower == "location":
                 redacted = self.path(value)
+            elif scan:
+                redacted = self.patterns.text(value, quoted=lower in URL_HEADERS)
             else:
                 continue
             if redacted != value:
@@ -143,15 +144,15 @@ class Redactor:
     # URLs and form bodies ----------------------------------------------------------------
 
     def path(self, path: str) -> str:
-        """A path or URL with sensitive query parameters redacted."""
+        """A path or URL with sensitive query parameters and credential-shaped values redacted."""
         head, sep, query = path.partition("?")
-        if not sep or not self._may_hold(query):
-            return path
-        fragment = ""
-        if "#" in query:
-            query, fragment = query.split("#", 1)
-            fragment = "#" + fragment
-        return f"{head}?{self.form(query)}{fragment}"
+        if sep and self._may_hold(query):
+            fragment = ""
+            if "#" in query:
+                query, fragment = query.split("#", 1)
+                fragment = "#" + fragment
+            path = f"{head}?{self.form(query)}{fragment}"
+        return self.patterns.text(path, quoted=True)
 
     def form(self, query: str) -> str:
         """A form-encoded string (query or ``application/x-www-form-urlencoded`` body), redacted."""
@@ -165,10 +166,16 @@ class Redactor:
     # Bodies ---------------------------------------------------------------------------
 
     def body(self, content: bytes, content_type: str | None) -> bytes:
-        """A JSON or form body with sensitive fields redacted; ``content`` itself when none is."""
-        if not content or not content_type:
+        """A body with sensitive fields and credential-shaped values redacted; ``content`` itself when none is."""
+        if not content:
             return content
-        ctype = content_type.lower()
+        ctype = content_type.lower() if content_type else ""
+        if _binary(ctype):
+            return content
+        if "multipart/" in ctype and content_type:
+            return self._multipart(content, content_type)
+        form = "x-www-form-urlencoded" in ctype
+        content = self.patterns.content(content, quoted=form)
         if "json" in ctype:
             if not self._may_hold_bytes(content):
                 return content
@@ -177,7 +184,7 @@ class Redactor:
             except orjson.JSONDecodeError:
                 return content  # not JSON after all: nothing we can find fields in
             return orjson.dumps(document) if self._redact_json(document, False) else content
-        if "x-www-form-urlencoded" in ctype:
+        if form:
             try:
                 text = content.decode("utf-8")
             except UnicodeDecodeError:
@@ -185,6 +192,42 @@ class Redactor:
             redacted = self.form(text) if self._may_hold(text) else text
             return content if redacted == text else redacted.encode("utf-8")
         return content
+
+    def _multipart(self, content: bytes, content_type: str) -> bytes:
+        """A ``multipart/*`` body: sensitive parts by name, whole; text parts searched for credential shapes."""
+        m = _BOUNDARY.search(content_type)  # (the boundary's case matters)
+        delimiter = b"--" + (m.group(1) or m.group(2)).encode("latin-1") if m else b""
+        pieces = content.split(delimiter) if delimiter else [content]
+        if len(pieces) < 2:
+            return self.patterns.content(content)  # not the multipart it says it is: search it whole
+        changed = False
+        for i in range(1, len(pieces)):
+            piece = pieces[i]
+            if piece.startswith(b"--"):
+                break  # the closing delimiter: what follows is the epilogue
+            end, gap = piece.find(b"\r\n\r\n"), 4
+            if end < 0:
+                end, gap = piece.find(b"\n\n"), 2
+            if end < 0:
+                continue
+            head, start = piece[:end], end + gap
+            stop = len(piece) - (2 if piece.endswith(b"\r\n") else 1 if piece.endswith(b"\n") else 0)
+            value = piece[start:stop]
+            if not value:
+                continue
+            named = _PART_NAME.search(head)
+            name = (named.group(1) or named.group(2) or b"").decode("utf-8", "replace") if named else ""
+            if name and normalize(name) in self.fields:
+                redacted = self.placeholder(value.decode("utf-8", "replace")).encode("utf-8")
+            else:
+                part_type = _PART_TYPE.search(head)
+                if part_type and _binary(part_type.group(1).decode("latin-1").lower()):
+                    continue  # an uploaded image or archive
+                redacted = self.patterns.content(value)
+            if redacted != value:
+                pieces[i] = piece[:start] + redacted + piece[stop:]
+                changed = True
+        return delimiter.join(pieces) if changed else content
 
     def _redact_json(self, node: Any, sensitive: bool) -> bool:
         """Redact ``node`` in place (every scalar under a sensitive key); True if anything changed."""

@@ -25,7 +25,7 @@ import httpx
 
 from traffic_replay.demo.target import DEMO_PASSWORD
 from traffic_replay.format import load_recordings, replace, write_session
-from traffic_replay.redacted import DEMO_SECRETS, KEY_FILE, placeholder, secret_env_name
+from traffic_replay.redacted import DEMO_SECRETS, placeholder, secret_env_name
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -126,7 +126,9 @@ def _wait_for_line(proc: subprocess.Popen[str], needle: str, stream: str) -> str
 
 def main() -> None:
     out = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "recordings"
-    work = Path(tempfile.mkdtemp(prefix="record-demo-"))
+    scratch = Path(tempfile.mkdtemp(prefix="record-demo-"))
+    # A key of its own, beside the scratch recordings and deleted with them: nothing left in ~/.config.
+    work, key = scratch / "rec", scratch / "demo.key"
     target = subprocess.Popen([sys.executable, "-m", "traffic_replay.demo", "--port", "0"],
                               stdout=subprocess.PIPE, text=True)
     recorder = None
@@ -134,7 +136,7 @@ def main() -> None:
         base = _wait_for_line(target, "listening on", "stdout").split()[-1]
         port = _free_port()
         recorder = subprocess.Popen([sys.executable, "-m", "traffic_replay.cli", "record", str(work),
-                                     "--listen-port", str(port), "--idle-gap", "60"],
+                                     "--listen-port", str(port), "--idle-gap", "60", "--redaction-key-file", str(key)],
                                     stderr=subprocess.PIPE, text=True)
         _wait_for_line(recorder, "recording sessions into", "stderr")
         for name, _weight, journey in JOURNEYS:
@@ -159,14 +161,14 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     # The recorder redacted the demo password; `replay demo` supplies it the way a user
     # supplies any secret: as REPLAY_SECRET_* (never keep real secrets beside recordings).
-    redacted = placeholder(bytes.fromhex((work / KEY_FILE).read_text().strip()), DEMO_PASSWORD)
+    redacted = placeholder(bytes.fromhex(key.read_text().strip()), DEMO_PASSWORD)
     (out / DEMO_SECRETS).write_text(f"# The demo target's password, for `replay demo` only.\n"
                                     f"{secret_env_name(redacted)}={DEMO_PASSWORD}\n")
     for session in sessions:
         name, weight = by_agent[session.client.user_agent or ""]
         write_session(replace(session, name=name, weight=weight), out)
         print(f"{name}: {len(session.requests)} requests, weight {weight:g}")
-    shutil.rmtree(work)
+    shutil.rmtree(scratch)
 
 
 if __name__ == "__main__":

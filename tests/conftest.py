@@ -5,12 +5,33 @@ from __future__ import annotations
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from processes import REPO_ROOT, start_process, stop_process
 
 DEMO_READY = r"demo target listening on (http://\S+)"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _session_config_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """An ``XDG_CONFIG_HOME`` for the whole run, set before any fixture (session before module before
+    function): recorders started by module-scoped fixtures keep their keys there too, never in ``~/.config``."""
+    home = tmp_path_factory.mktemp("session-config")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("XDG_CONFIG_HOME", str(home))
+        yield home
+
+
+@pytest.fixture(autouse=True)
+def config_home(_session_config_home: Path, tmp_path_factory: pytest.TempPathFactory,
+                monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test's own ``XDG_CONFIG_HOME`` (redaction keys live there), inherited by the processes it starts:
+    never the real ``~/.config``."""
+    home = tmp_path_factory.mktemp("config")
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home))
+    return home
 
 
 @pytest.fixture

@@ -300,7 +300,7 @@ def _record_on_host_as(uid: int, work: Path, target: str) -> Path:
     home = _owned_dir(work / "home", uid)
     recordings = _owned_dir(work / "host-recordings", uid)
     port = free_port()
-    env = {**clean_env(), "HOME": str(home), "PYTHONUNBUFFERED": "1"}
+    env = {**clean_env(), "HOME": str(home), "XDG_CONFIG_HOME": str(home / ".config"), "PYTHONUNBUFFERED": "1"}
     proc, _ = start_process(
         ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", str(venv / "bin" / "replay"), "record",
          str(recordings), "--mode", f"reverse:{target}", "--listen-host", "127.0.0.1", "--listen-port", str(port),

@@ -138,11 +138,12 @@ def test_a_mitmdump_flow_file_imports_as_the_live_recorder_records(demo_target: 
     done = replay_import(str(flows), "-o", str(imported), "--idle-gap", "1")
     assert done.returncode == 0, done.stderr
     assert accounted(done.stderr) == (8, 8, {})
-    # The live recorder's redaction key is the directory's: import into a copy of it to compare byte for byte.
+    # The live recorder's redaction key is the directory's: import into a copy of it (its id, which names the
+    # key in this machine's config directory) to compare byte for byte.
     assert len(load_recordings(imported)) == 4
     again = tmp_path / "again"
     again.mkdir()
-    (again / ".redaction-key").write_bytes((live / ".redaction-key").read_bytes())
+    (again / ".recording-id").write_bytes((live / ".recording-id").read_bytes())
     assert replay_import(str(flows), "-o", str(again), "--idle-gap", "1").returncode == 0
     assert _session_view(load_recordings(again)) == _session_view(load_recordings(live))
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from recorder.redaction import KEY_FILE
+from recorder.keys import ID_FILE, LEGACY_KEY_FILE, key_path
 from traffic_replay.format import load_recordings
 
 from processes import REPO_ROOT, free_port, interrupt, start_process, start_recorder, stop_process
@@ -72,7 +72,10 @@ def test_no_secret_reaches_the_recording_directory(demo_target: str, tmp_path: P
         stop_process(proc)
     assert "4 requests recorded" in summary and "WARNING" not in summary
     files = [p for p in out.rglob("*") if p.is_file()]
-    assert any(p.suffix == ".json" for p in files) and (out / KEY_FILE) in files
+    # The directory holds its id, not its key: that is in the (test's own) config directory.
+    assert any(p.suffix == ".json" for p in files) and (out / ID_FILE) in files and not (out / LEGACY_KEY_FILE).exists()
+    key = key_path(out).read_text().strip()
+    assert all(key.encode() not in path.read_bytes() for path in files)
     for value in [*secrets.values(), session_cookie]:
         for path in files:
             assert value.encode() not in path.read_bytes(), f"{value} found in {path}"

@@ -13,7 +13,8 @@ from mitmproxy import exceptions
 from mitmproxy.test import taddons, tflow
 
 from recorder.addon import Recorder
-from recorder.redaction import KEY_FILE, PLACEHOLDER
+from recorder.keys import ID_FILE, LEGACY_KEY_FILE
+from recorder.redaction import PLACEHOLDER
 from traffic_replay.format import load_recordings
 
 pytestmark = pytest.mark.timeout(30)
@@ -184,6 +185,35 @@ def test_secrets_are_redacted_in_requests_and_responses(tmp_path: Path) -> None:
     assert dict(first.headers)["Cookie"] == f"sid={recorder.pipeline.redactor.placeholder('cookie-5c1')}"
 
 
+def test_credentials_outside_named_fields_are_redacted_by_their_look(tmp_path: Path) -> None:
+    jwt = ("eyJhbGciOiJSUzI1NiIsImtpZCI6ImsxIn0.eyJzdWIiOiJhZGEiLCJzY29wZSI6ImNhcnQifQ"
+           ".c2lnbmF0dXJlLW9mLWFkYQ")
+    recorder = Recorder()
+    with taddons.context(recorder) as tctx:
+        tctx.configure(recorder, replay_dir=str(tmp_path))
+        page = timed_flow(b"/", 100.0, "a")
+        assert page.response is not None
+        page.response.headers["Content-Type"] = "text/html"
+        page.response.content = f'<script>const jwt = "{jwt}";</script><a href="/magic/{jwt}">in</a>'.encode()
+        recorder.response(page)
+        link = timed_flow(f"/magic/{jwt}".encode(), 101.0, "a")
+        link.request.headers["Authorization"] = f"Bearer {jwt}"
+        assert link.response is not None
+        link.response.headers["Location"] = "https://ada:pw-77c@internal.example/"
+        recorder.response(link)
+        recorder.pipeline.finish()
+    for path in (p for p in tmp_path.rglob("*") if p.is_file()):
+        assert jwt.encode() not in path.read_bytes() and b"pw-77c" not in path.read_bytes(), path
+    first, second = load_recordings(tmp_path)[0].requests
+    assert first.response is not None and first.response.body is not None
+    (p,) = set(PLACEHOLDER.findall(first.response.body.to_bytes().decode()))
+    # Handed out in the page, sent back in the path and the header: one placeholder.
+    assert second.path == f"/magic/%C2%ABredacted:{p}%C2%BB"
+    assert dict(second.headers)["Authorization"] == f"Bearer «redacted:{p}»"
+    assert second.response is not None and dict(second.response.headers)["Location"].startswith(
+        "https://ada:%C2%ABredacted:")
+
+
 def test_a_compressed_request_body_is_redacted_decoded(tmp_path: Path) -> None:
     recorder = Recorder()
     with taddons.context(recorder) as tctx:
@@ -218,7 +248,7 @@ def test_no_redact_keeps_values_and_says_so(tmp_path: Path, capsys: pytest.Captu
     assert "1 requests recorded in 1 sessions" in err and "(1 skipped: 1 websocket)" in err
     body = load_recordings(tmp_path)[0].requests[0].body
     assert body is not None and body.to_bytes() == b"password=pw-9f2"
-    assert not (tmp_path / KEY_FILE).exists()
+    assert not (tmp_path / ID_FILE).exists() and not (tmp_path / LEGACY_KEY_FILE).exists()  # no key was needed
 
 
 @pytest.mark.parametrize(("option", "value", "message"), [
@@ -256,7 +286,7 @@ def test_a_failed_update_creates_nothing_where_the_restored_values_point(tmp_pat
     # "recordings", relative to the working directory, which must not appear.
     monkeypatch.chdir(tmp_path)
     (tmp_path / "rec").mkdir()
-    (tmp_path / "rec" / ".redaction-key").write_text("not a key\n")
+    (tmp_path / "rec" / LEGACY_KEY_FILE).write_text("not a key\n")
     recorder = Recorder()
     with taddons.context(recorder) as tctx:
         with pytest.raises(exceptions.OptionsError, match="redaction key"):

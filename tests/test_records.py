@@ -15,7 +15,9 @@ pytestmark = pytest.mark.timeout(10)
 
 BODIES = [(b'{"a": "caf\xc3\xa9"}', "application/json", None), (b"\xff\xfe binary", "image/png", None),
           (b"plain", None, None), (b"\xc3\xa9\xc3\xa9", "text/plain", 3), (b"0123456789", "text/html", 4),
-          (b"\xff not utf-8", "text/plain", None), (b"<x/>", "application/atom+xml", None)]
+          (b"\xff not utf-8", "text/plain", None), (b"<x/>", "application/atom+xml", None),
+          (b"--b\r\n\r\npw\r\n--b--", "multipart/form-data; boundary=b", None),
+          (b"--b\r\n\r\n\x89PNG\r\n--b--", "multipart/form-data; boundary=b", None)]
 
 
 @pytest.mark.parametrize(("content", "ctype", "cap"), BODIES)

@@ -1,14 +1,12 @@
-"""Redaction (pure): headers, JSON at any depth, form fields, query parameters, the key file."""
+"""Redaction (pure): headers, JSON at any depth, form and multipart fields, query parameters, and values
+shaped like credentials wherever they are (the shapes themselves: test_patterns.py; keys: test_keys.py)."""
 
 from __future__ import annotations
-
-import stat
-from pathlib import Path
 
 import orjson
 import pytest
 
-from recorder.redaction import KEY_FILE, PLACEHOLDER, Redactor, load_key
+from recorder.redaction import PLACEHOLDER, Redactor
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -83,11 +81,77 @@ def test_bodies_without_sensitive_fields_are_returned_as_they_are(redactor: Reda
         assert redactor.body(body, ctype) is body
 
 
-def test_the_key_is_created_once_private_and_reused(tmp_path: Path) -> None:
-    key = load_key(tmp_path)
-    assert len(key) == 32 and load_key(tmp_path) == key
-    assert stat.S_IMODE((tmp_path / KEY_FILE).stat().st_mode) == 0o600
-    assert [p.name for p in tmp_path.iterdir()] == [KEY_FILE]  # no temp file left behind
-    (tmp_path / KEY_FILE).write_text("not hex")
-    with pytest.raises(ValueError, match="not a redaction key"):
-        load_key(tmp_path)
+# --- values shaped like credentials, wherever they are (issue 12) -----------------------------------------
+
+JWT = ("eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJhZGEiLCJleHAiOjE5MDAwMDAwMDB9"
+       ".dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk")
+STRIPE = "sk_live_4eC39HqLyjWDarjtT1zdp7dc"
+AWS = "AKIAIOSFODNN7EXAMPLE"
+
+
+def _quoted(placeholder: str) -> str:
+    return placeholder.replace("«", "%C2%AB").replace("»", "%C2%BB")
+
+
+def test_a_jwt_in_a_page_a_url_path_and_a_header_gets_one_placeholder(redactor: Redactor) -> None:
+    p = redactor.placeholder(JWT)
+    page = (f'<html><script>window.token = "{JWT}";</script><a href="/verify/{JWT}">verify</a>'
+            f'<p>contact: ops@example.com, docs at https://example.com/</p></html>').encode()
+    assert redactor.body(page, "text/html; charset=utf-8") == page.replace(JWT.encode(), p.encode())
+    assert redactor.path(f"/verify/{JWT}?next=/home") == f"/verify/{_quoted(p)}?next=/home"
+    assert redactor.header_list([("Authorization", f"Bearer {JWT}"), ("X-Debug-Token", JWT),
+                                 ("Referer", f"https://shop.example/verify/{JWT}")]) == [
+        ("Authorization", f"Bearer {p}"), ("X-Debug-Token", p), ("Referer", f"https://shop.example/verify/{_quoted(p)}")]
+    # Caught by its name or by its look: the same placeholder, which correlation pairs up.
+    named = orjson.loads(redactor.body(orjson.dumps({"access_token": JWT, "other": JWT}), "application/json"))
+    assert named == {"access_token": p, "other": p}
+    form = redactor.body(f"grant=x&assertion={JWT}".encode(), "application/x-www-form-urlencoded")
+    assert form == f"grant=x&assertion={_quoted(p)}".encode()
+
+
+def test_a_password_in_a_location_or_a_page_is_redacted(redactor: Redactor) -> None:
+    p = redactor.placeholder("s3cr!t")
+    assert redactor.header_list([("Location", "https://ada:s3cr%21t@db.example/x?page=2")]) == [
+        ("Location", f"https://ada:{_quoted(p)}@db.example/x?page=2")]
+    assert redactor.body(b'<a href="ftp://ada:s3cr%21t@files.example/">', "text/html") == (
+        f'<a href="ftp://ada:{p}@files.example/">'.encode())
+
+
+def _multipart(boundary: str, *parts: tuple[str, bytes, str | None]) -> bytes:
+    out = b""
+    for head, value, ctype in parts:
+        out += f"--{boundary}\r\nContent-Disposition: form-data; {head}\r\n".encode()
+        out += f"Content-Type: {ctype}\r\n".encode() if ctype else b""
+        out += b"\r\n" + value + b"\r\n"
+    return out + f"--{boundary}--\r\n".encode()
+
+
+def test_multipart_parts_by_name_and_by_look(redactor: Redactor) -> None:
+    boundary = "----WebKitFormBoundaryAbC123xYz"
+    png = b"\x89PNG\r\n\x1a\n" + AWS.encode() + b"\xff\x00"  # an upload that happens to hold the shape: kept
+    body = _multipart(boundary, ('name="username"', b"ada", None), ('name="password"', b"hunter2", None),
+                      ('name="API-Key"', b"k-9f2", None), ('name="note"', f"deploy with {STRIPE}".encode(), None),
+                      ('name="avatar"; filename="a.png"', png, "image/png"),
+                      ('name="pin"', b"0000", "text/plain"))
+    out = redactor.body(body, f'multipart/form-data; boundary="{boundary}"')
+    p = redactor.placeholder
+    assert out == _multipart(boundary, ('name="username"', b"ada", None),
+                             ('name="password"', p("hunter2").encode(), None),
+                             ('name="API-Key"', p("k-9f2").encode(), None),
+                             ('name="note"', f"deploy with {p(STRIPE)}".encode(), None),
+                             ('name="avatar"; filename="a.png"', png, "image/png"),
+                             ('name="pin"', p("0000").encode(), "text/plain"))
+    # The same password as a form field: the same placeholder.
+    form = redactor.body(b"password=hunter2", "application/x-www-form-urlencoded")
+    assert form == f"password={_quoted(p('hunter2'))}".encode()
+    untouched = _multipart(boundary, ('name="q"', b"shoes", None))
+    assert redactor.body(untouched, f"multipart/form-data; boundary={boundary}") is untouched
+    # A body that is not the multipart it says is still searched whole.
+    odd = f"token-less {STRIPE}".encode()
+    assert redactor.body(odd, "multipart/form-data; boundary=nowhere") == f"token-less {p(STRIPE)}".encode()
+
+
+def test_binary_bodies_are_not_searched(redactor: Redactor) -> None:
+    for ctype in ("image/png", "application/octet-stream", "font/woff2", "application/zip"):
+        body = b"\x00\x01" + AWS.encode()
+        assert redactor.body(body, ctype) is body

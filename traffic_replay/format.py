@@ -41,7 +41,7 @@ Scheme = Literal["http", "https"]
 
 # Content types we keep as readable text; anything else that is not valid UTF-8 goes base64.
 _TEXT_TYPES = ("text/", "application/json", "application/x-www-form-urlencoded", "+json", "+xml", "/xml",
-               "application/javascript", "application/graphql")
+               "application/javascript", "application/graphql", "multipart/form-data")
 
 
 

@@ -1,8 +1,9 @@
 """Redacted values, as both sides see them: the placeholder format and how a replay fills it.
 
 The recorder writes ``«redacted:xxxxxxxx»`` instead of a secret (8 hex digits of an
-HMAC-SHA256 of the value, keyed per recordings directory): equal secrets look equal, the
-value itself is never written. A replay supplies the real value from the environment
+HMAC-SHA256 of the value, keyed per recordings directory by a key kept in the recording
+user's config directory, never beside the recordings): equal secrets look equal, the value
+itself is never written, and a replay never needs the key. A replay supplies the real value from the environment
 (``REPLAY_SECRET_XXXXXXXX``) or from a ``--data`` column mapped to the placeholder; a
 value the server hands out again (a token) is carried over live by correlation instead.
 """
@@ -18,8 +19,6 @@ from pathlib import Path
 
 PLACEHOLDER = re.compile(r"«redacted:([0-9a-f]{8})»")
 """What a redacted value looks like (percent-encoded in URLs and form bodies)."""
-
-KEY_FILE = ".redaction-key"
 
 DEMO_SECRETS = "demo-secrets.env"
 """Beside the bundled recordings: the demo password as REPLAY_SECRET_*, read by ``replay demo``."""

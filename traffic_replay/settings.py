@@ -152,6 +152,9 @@ class Settings(BaseSettings):
                                      description="Further header names whose values are redacted (repeatable).")
     redact_field: list[str] = Field(default_factory=list,
                                     description="Further JSON, form and query field names to redact (repeatable).")
+    redaction_key_file: Path | None = Field(
+        None, description="Use this redaction key file (created if missing) instead of the recordings directory's "
+        "own key in the user's config directory: to share placeholders on purpose.")
     ca_dir: Path | None = Field(None, description="Where mitmproxy keeps its CA (default ~/.mitmproxy).")
     ssl_insecure: bool = Field(False, description="Do not verify the certificates of recorded HTTPS servers.")
     live: bool = Field(True, description="Show live counters on stderr while recording.")

@@ -47,12 +47,15 @@ def import_(
     redact_header: Annotated[list[str] | None, typer.Option(help="Also redact this header (repeatable).")] = None,
     redact_field: Annotated[list[str] | None, typer.Option(
         help="Also redact this JSON, form or query field (repeatable).")] = None,
+    redaction_key_file: Annotated[Path | None, typer.Option(
+        help="Redaction key file to use (created if missing) instead of the directory's own: shares placeholders.")]
+    = None,
 ) -> NoReturn:
     """Import a HAR file or a mitmproxy flow file as session files, with the recorder's filters and redaction."""
     settings = Settings.build(recordings=output, import_per=per, body_cap=body_cap, idle_gap=idle_gap,
                               session_key=session_key, max_session=max_session, allow_host=allow_host,
                               exclude=exclude, static=static, redact=redact, redact_header=redact_header,
-                              redact_field=redact_field)
+                              redact_field=redact_field, redaction_key_file=redaction_key_file)
     _exec("recorder.importer", [str(file), "-o", str(settings.recordings)], settings)
 
 

@@ -39,6 +39,9 @@ def record(
         help="Also redact this header's values (repeatable).")] = None,
     redact_field: Annotated[list[str] | None, typer.Option(
         help="Also redact this JSON, form or query field (repeatable).")] = None,
+    redaction_key_file: Annotated[Path | None, typer.Option(
+        help="Redaction key file to use (created if missing) instead of the directory's own: shares placeholders.")]
+    = None,
     ca_dir: Annotated[Path | None, typer.Option(help="Where mitmproxy keeps its CA (default ~/.mitmproxy).")] = None,
     ssl_insecure: Annotated[bool | None, typer.Option(
         "--ssl-insecure", help="Do not verify the certificates of recorded HTTPS servers.")] = None,
@@ -51,7 +54,8 @@ def record(
     settings = Settings.build(recordings=directory, mode=mode, listen_host=listen_host, listen_port=listen_port,
                               idle_gap=idle_gap, body_cap=body_cap, session_key=session_key, max_session=max_session,
                               allow_host=allow_host, exclude=exclude, static=static, redact=redact,
-                              redact_header=redact_header, redact_field=redact_field, ca_dir=ca_dir,
+                              redact_header=redact_header, redact_field=redact_field,
+                              redaction_key_file=redaction_key_file, ca_dir=ca_dir,
                               ssl_insecure=ssl_insecure, journal_fsync=journal_fsync, live=live)
     directory = settings.recordings
     if directory.exists() and not directory.is_dir():
