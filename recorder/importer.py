@@ -53,8 +53,8 @@ from recorder.har import (
     page_key,
 )
 from recorder.journal import JOURNAL_DIR
+from recorder.keys import ID_FILE, key_path
 from recorder.pipeline import Captured, Pipeline
-from recorder.redaction import KEY_FILE
 from recorder.sessionizer import Closed
 from recorder.sessionkeys import Keyed
 from traffic_replay.errors import RecordingError, ReplayError
@@ -116,7 +116,7 @@ class Output:
         self.ready = False
         self._made: list[Path] = []
         """The directories ``prepare`` made, the deepest first (``-o a/b/c`` may make all three)."""
-        self._made_key = False
+        self._made_id = False
 
     def feed(self, item: Captured, keyed: Keyed | None = None) -> str | None:
         """``Pipeline.feed``, the directory prepared first if the filters keep ``item``."""
@@ -132,7 +132,7 @@ class Output:
         while not missing.exists() and not missing.is_symlink() and missing != missing.parent:
             self._made.append(missing)
             missing = missing.parent
-        self._made_key = not (directory / KEY_FILE).exists()
+        self._made_id = not (directory / ID_FILE).exists()
         try:
             self._opts.update(replay_dir=str(directory))
         except exceptions.OptionsError as e:
@@ -146,9 +146,12 @@ class Output:
         directory = self.directory
         with contextlib.suppress(OSError):
             (directory / JOURNAL_DIR).rmdir()
-        if self._made_key:
+        if self._made_id and (directory / ID_FILE).exists():
+            # The id and the key it names were made for this import alone: both go.
+            with contextlib.suppress(OSError, ValueError):  # RedactionKeyError: an id we did not make
+                key_path(directory).unlink()
             with contextlib.suppress(OSError):
-                (directory / KEY_FILE).unlink()
+                (directory / ID_FILE).unlink()
         for made in self._made:
             try:
                 made.rmdir()  # only if empty: never what someone else put there meanwhile

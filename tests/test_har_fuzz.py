@@ -119,7 +119,7 @@ def run_import(data: bytes, per: str) -> None:
             assert written and all(p.parent == out and p.is_file() for p in written), written
             assert len(load_recordings(out)) == len(written)  # every file written validates
             assert sorted(p.name for p in root.rglob("*") if p.is_file()) == sorted(
-                [".redaction-key", "fuzz.har", *(p.name for p in written)])
+                [".recording-id", "fuzz.har", *(p.name for p in written)])
         else:
             assert code == 2 and len(lines) == 1 and lines[0].startswith(f"error: {har}: "), lines
             assert not (root / "out").exists()  # nothing made: not even the directory

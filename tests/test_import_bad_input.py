@@ -234,7 +234,7 @@ def test_an_import_leaves_no_journal_behind(tmp_path: Path) -> None:
     out = tmp_path / "rec"
     code, err, _ = run(har_file(tmp_path, [entry()]), "-o", out)
     assert code == 0, err
-    assert [p for p in everything_in(out) if not p.endswith(".json")] == [".redaction-key"]
+    assert [p for p in everything_in(out) if not p.endswith(".json")] == [".recording-id"]
 
 
 def test_a_har_cut_after_kept_entries_takes_back_all_it_made(tmp_path: Path) -> None:
@@ -287,7 +287,7 @@ def test_hostile_page_ids_and_titles_never_name_a_path(tmp_path: Path) -> None:
     sessions = load_recordings(out)
     assert sorted(s.name for s in sessions) == sorted(h or "x" for h in hostile)  # a title, never a path
     assert everything_in(tmp_path) == sorted(
-        ["deep", "deep/rec", "deep/rec/.redaction-key", "in", "in/x.har"] + [f"deep/rec/{Path(w).name}"
+        ["deep", "deep/rec", "deep/rec/.recording-id", "in", "in/x.har"] + [f"deep/rec/{Path(w).name}"
                                                                               for w in written])
 
 
