@@ -21,8 +21,8 @@ from typing import overload
 import gevent
 from gevent.event import Event
 
-from replayer.divergence import RunLog
 from replayer.prepared import PreparedSession, prepare_session, starts
+from replayer.runlog import RunLog
 from traffic_replay.correlation import forget_recording
 from traffic_replay.errors import ConfigError
 from traffic_replay.format import Session, uncollected

@@ -28,12 +28,15 @@ from locust.runners import LocalRunner, MasterRunner, Runner, WorkerRunner
 
 from replayer.loading import Replay
 from replayer.receiving import Receiving
-from replayer.report import report
+from replayer.report import build_summary, report
 from replayer.shipping import Shipping
 from replayer.user import ReplayUser
+from replayer.watching import Watch
+from replayer.webui import add_sessions_tab
 from traffic_replay.errors import ReplayError
 from traffic_replay.payload import Payload, read_workload, take_over
 from traffic_replay.settings import Settings
+from traffic_replay.summary import Summary
 
 __all__ = ["ReplayUser"]
 
@@ -63,12 +66,25 @@ def _configure_users(replay: Replay) -> None:
 
 
 def _ship(environment: Environment, runner: Runner, settings: Settings) -> Shipping:
+    """The master's part (or a local run's): the payload out, the workers' logs in, the run watched and reported."""
     shipping = Shipping(runner, _payload(settings))
-    environment.events.worker_report.add_listener(
-        lambda client_id, data, **kw: ReplayUser.replay.log.add(data.get("replay", {})))
+    log = ReplayUser.replay.log
+    environment.events.worker_report.add_listener(lambda client_id, data, **kw: log.add(data.get("replay", {})))
+
+    def summary() -> Summary:
+        return build_summary(environment, log, shipping.workers())
+    watch = Watch(environment, log, settings, summary)
+    add_sessions_tab(environment, lambda: summary().session_rows)
+    if settings.prometheus_port is not None:
+        from replayer.metrics import serve_metrics
+
+        try:
+            serve_metrics(environment, log, settings)
+        except ReplayError as e:
+            _fail(e)
     environment.events.quitting.add_listener(
-        lambda environment, **kw: report(environment, ReplayUser.replay.log, settings.summary_json,
-                                         shipping.workers()))
+        lambda environment, **kw: report(environment, log, settings, shipping.payload, shipping.workers(),
+                                         watch.samples))
     return shipping
 
 

@@ -25,7 +25,6 @@ from locust.env import Environment
 from locust.rpc import Message
 from locust.runners import STATE_MISSING, STATE_RUNNING, STATE_SPAWNING, MasterRunner, Runner, WorkerNodes
 
-from replayer.report import SESSION
 from replayer.slots import Slots
 from traffic_replay.payload import Payload
 from traffic_replay.summary import WorkerStats
@@ -147,7 +146,7 @@ class Shipping:
             logger.warning(f"no last report from {len(missing)} worker(s) in {FINAL_REPORT_WAIT_S:g} s")
 
     def _count(self, client_id: str, data: dict[str, Any], **_kw: Any) -> None:
-        sent = sum(entry["num_requests"] for entry in data.get("stats", ()) if entry.get("method") != SESSION)
+        sent = sum(entry["num_requests"] for entry in data.get("stats", ()))
         self.requests[client_id] = self.requests.get(client_id, 0) + sent
 
     def _starting(self, **_kw: Any) -> None:

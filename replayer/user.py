@@ -26,7 +26,7 @@ from locust.exception import CatchResponseError, StopUser
 from replayer.loading import Replay
 from replayer.prepared import PreparedSession, Step
 from replayer.receiving import Receiving
-from replayer.report import SESSION
+from replayer.runlog import SessionTally
 from replayer.sending import Sender
 from traffic_replay.correlation import ResponseView
 
@@ -125,16 +125,16 @@ class ReplayUser(FastHttpUser):
         the think time, so that the work between the response and the wait (checks,
         extraction, the stats event) and a late wake-up are not added on top of it.
         """
-        log = self.log
-        log.started += 1
+        tally = self.log.session(session.name)
+        tally.started += 1
         if session.missing is not None:
-            self._fail_unsendable(session, session.missing)
+            self._fail_unsendable(session, tally, session.missing)
             return
         values = list(session.initial)
         live = list(session.live)
         for var, column in session.data:
             values[var], live[var] = self.row[column], True
-        state = (session, client, Sender(client, self.environment.events.request.fire), values, live)
+        state = (session, client, Sender(client, self.environment.events.request.fire), values, live, tally)
         failed = False
         began = answered = time.perf_counter()
         steps = session.steps
@@ -164,13 +164,7 @@ class ReplayUser(FastHttpUser):
             failed |= self._send(state, step, request, due)
             answered = time.perf_counter()
             i += 1
-        if failed:
-            log.failed += 1
-        else:
-            log.completed += 1
-        self.environment.events.request.fire(
-            request_type=SESSION, name=session.name, response_time=(time.perf_counter() - began) * 1000,
-            response_length=0, exception=CatchResponseError("a step failed") if failed else None, context={})
+        tally.ended(time.perf_counter() - began, failed)
 
     def _send_at(self, state: tuple[Any, ...], step: Step, deadline: float, due: float | None) -> bool:
         _sleep_until(deadline)
@@ -181,16 +175,16 @@ class ReplayUser(FastHttpUser):
         if step.skip is not None:
             return None
         if step.patch is not None:
-            session, _client, _sender, values, live = state
-            return self._patched(session, step, values, live)
+            session, _client, _sender, values, live, tally = state
+            return self._patched(session, tally, step, values, live)
         return step.url, step.headers, step.body
 
     def _send(self, state: tuple[Any, ...], step: Step, request: tuple[str, dict[str, str], bytes | None] | None,
               due: float | None) -> bool:
         """Send one step's ``request``; True when it failed."""
-        session, client, sender, values, live = state
+        _session, client, sender, values, live, tally = state
         if request is None:  # skipped
-            self.log.skip(step.skip or "")
+            self.log.skip(tally, step.skip or "")
             return False
         url, headers, body = request
         failed: bool
@@ -199,7 +193,7 @@ class ReplayUser(FastHttpUser):
         if status:
             header = response.headers.get
             content = response.content
-            self.log.check(session.name, step, status, header, content)
+            self.log.check(tally, step, status, header, content)
             if step.extract:
                 view = ResponseView(header, content, lambda name: _cookie(client, name))
                 for var, extract in step.extract:
@@ -210,13 +204,13 @@ class ReplayUser(FastHttpUser):
             self.log.intended(step.method, step.name, (time.perf_counter() - due - step.at) * 1000)
         return failed
 
-    def _patched(self, session: PreparedSession, step: Step,
+    def _patched(self, session: PreparedSession, tally: SessionTally, step: Step,
                  values: list[str], live: list[bool]) -> tuple[str, dict[str, str], bytes | None]:
         patch = step.patch
         assert patch is not None
         for var in patch.variables:
             if not live[var]:
-                self.log.sent_unsourced(session.name, step.index, session.initial[var])
+                self.log.sent_unsourced(tally, session.name, step.index, session.initial[var])
         url = patch.url_prefix + patch.path.render(values) if patch.path is not None else step.url
         headers = step.headers
         if patch.headers:
@@ -226,11 +220,11 @@ class ReplayUser(FastHttpUser):
         body = patch.body.render(values).encode() if patch.body is not None else step.body
         return url, headers, body
 
-    def _fail_unsendable(self, session: PreparedSession, reason: str) -> None:
+    def _fail_unsendable(self, session: PreparedSession, tally: SessionTally, reason: str) -> None:
         first = session.steps[0]
         self.environment.events.request.fire(request_type=first.method, name=first.name, response_time=0,
                                              response_length=0, exception=CatchResponseError(reason), context={})
-        self.log.failed += 1
+        tally.failed += 1  # no duration: nothing was sent
         # A missing secret fails every time: pace the failures instead of spinning on them.
         gevent.sleep(1.0)
 

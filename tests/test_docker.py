@@ -234,6 +234,8 @@ def _compose_env(image: str, **settings: Any) -> dict[str, str]:
         "REPLAY_MASTER_PORT": str(free_port()),
         "REPLAY_WEB_PORT": str(free_port()),
         "REPLAY_RECORD_PORT": str(free_port()),
+        "REPLAY_PROMETHEUS_PORT": str(free_port()),
+        "REPLAY_PROMETHEUS_LINGER": "0",
     }
     return {**env, **{k: str(v) for k, v in settings.items()}}
 

@@ -45,7 +45,8 @@ def test_replay_sends_the_recorded_requests_with_no_failures(demo_target: str, t
     summary_file = tmp_path / "summary.json"
     result = replay("run", str(BUNDLED), "--host", demo_target, "-u", "5", "-r", "5", "-t", "4s", "--headless",
                     "--speed", "0", "--no-check", "--summary-json", str(summary_file),
-                    "--csv", str(tmp_path / "stats"), "--html", str(tmp_path / "report.html"))
+                    "--csv", str(tmp_path / "stats"), "--html", str(tmp_path / "report.html"),
+                    "--locust-html", str(tmp_path / "locust.html"))
     assert result.returncode == 0, result.stderr[-3000:]
     seen = target_log(demo_target)
     # The sessions without values to carry over arrive exactly as recorded (the password supplied);
@@ -63,7 +64,10 @@ def test_replay_sends_the_recorded_requests_with_no_failures(demo_target: str, t
     assert summary["sessions"]["failed"] == 0
     names = {e["name"] for e in summary["endpoints"]}
     assert "/items/{id}" in names and not any("?" in n or n[-1].isdigit() for n in names)
-    assert (tmp_path / "stats_stats.csv").is_file() and (tmp_path / "report.html").is_file()
+    assert (tmp_path / "stats_stats.csv").is_file() and (tmp_path / "locust.html").is_file()
+    assert 'data-chart="rps"' in (tmp_path / "report.html").read_text(), "--html is our own report"
+    # Sessions are not requests: none in Locust's own stats.
+    assert "SESSION" not in (tmp_path / "stats_stats.csv").read_text()
     assert "Aggregated" in result.stdout and "sessions:" in result.stdout
 
 

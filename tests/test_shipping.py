@@ -5,10 +5,11 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import msgspec
 import pytest
 
-from replayer.divergence import RunLog
 from replayer.prepared import Step
+from replayer.runlog import RunLog
 from replayer.slots import Slots
 
 pytestmark = pytest.mark.timeout(10)
@@ -50,21 +51,52 @@ def _step(index: int) -> Step:
 
 def test_the_workers_run_logs_merge_on_the_master() -> None:
     one, two, master = RunLog(), RunLog(), RunLog()
-    one.started, one.completed = 3, 2
-    one.skip("host cdn.example:443 not mapped")
-    one.diverged("checkout", _step(4), "status 500, recorded 200")
-    one.sent_unsourced("checkout", 4, "1001")
+    checkout = one.session("checkout")
+    checkout.started = 3
+    checkout.ended(0.5, failed=False)
+    checkout.ended(1.5, failed=False)
+    one.skip(checkout, "host cdn.example:443 not mapped")
+    one.diverged(checkout, _step(4), "status 500, recorded 200")
+    one.sent_unsourced(checkout, "checkout", 4, "1001")
     one.intended("GET", "/s1", 12.0)
-    two.started, two.failed = 2, 1
-    two.skip("host cdn.example:443 not mapped")
-    two.diverged("checkout", _step(2), "status 404, recorded 200")  # earlier in the session: this one is first
-    two.sent_unsourced("checkout", 4, "1001")
+    other = two.session("checkout")
+    other.started = 2
+    other.ended(1.5, failed=True)
+    two.skip(other, "host cdn.example:443 not mapped")
+    two.diverged(other, _step(2), "status 404, recorded 200")  # earlier in the session: this one is first
+    two.sent_unsourced(other, "checkout", 4, "1001")
     two.intended("GET", "/s1", 12.0)
+    two.session("browse").started = 1
     for log in (one, two):
         master.add(log.take())
-    assert (master.started, master.completed, master.failed) == (5, 2, 1)
+    assert (master.started, master.completed, master.failed) == (6, 2, 1)
+    merged = master.sessions["checkout"]
+    assert (merged.started, merged.completed, merged.failed, merged.unsourced, merged.skipped) == (5, 2, 1, 2, 2)
+    assert merged.durations == {500: 1, 1500: 2}
+    assert master.sessions["browse"].started == 1
     assert master.skipped == {"host cdn.example:443 not mapped": 2}
-    assert master.divergences == {"checkout": [2, "GET", "/s2", "status 404, recorded 200", 1]}
+    d = merged.divergence
+    assert d is not None and (d.step, d.method, d.name, d.what, d.occurrences) == (
+        2, "GET", "/s2", "status 404, recorded 200", 1)
     assert master.unsourced == {("checkout", 4, "1001"): 2}
     assert master.late == {"GET /s1": {12: 2}}
-    assert one.take()["started"] == 0, "what was reported is not reported again"
+    assert one.take()["sessions"]["checkout"][0] == 0, "what was reported is not reported again"
+
+
+def test_a_worker_reports_each_divergence_once_and_keeps_its_first_step() -> None:
+    worker, master = RunLog(), RunLog()
+    tally = worker.session("checkout")
+    worker.diverged(tally, _step(3), "status 500, recorded 200")
+    master.add(worker.take())
+    worker.diverged(tally, _step(3), "status 500, recorded 200")
+    master.add(worker.take())
+    master.add(worker.take())  # nothing new: adds nothing
+    d = master.sessions["checkout"].divergence
+    assert d is not None and (d.step, d.occurrences) == (3, 2)
+
+
+def test_a_malformed_report_is_refused_whole() -> None:
+    master = RunLog()
+    with pytest.raises(msgspec.ValidationError):
+        master.add({"sessions": {"checkout": [1, 0, 0, [], None, 0]}, "skipped": {"x": 1}})
+    assert master.sessions == {} and master.skipped == {}

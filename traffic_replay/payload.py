@@ -27,7 +27,10 @@ from traffic_replay.correlation import Rule, load_rules
 from traffic_replay.correlation.secrets import describe_missing, missing_secrets, needed_secrets
 from traffic_replay.errors import ConfigError
 from traffic_replay.format import Session, decode_sessions, load_recordings
+from traffic_replay.naming import StatsNamer
+from traffic_replay.recorded import recorded_endpoints
 from traffic_replay.settings import Settings
+from traffic_replay.thresholds import unknown_selectors
 from traffic_replay.userdata import columns_by_recorded, load_rows
 
 PAYLOAD_VERSION = 1
@@ -150,6 +153,10 @@ def read_workload(settings: Settings, environ: Mapping[str, str] = os.environ) -
     needed = needed_secrets(sessions, settings.correlate, rules, columns_by_recorded(settings.data_map))
     if missing := missing_secrets(needed, secrets):
         raise ConfigError(describe_missing(missing))
+    if any(t.selector is not None for t in settings.fail_on):
+        endpoints = recorded_endpoints(sessions, StatsNamer(settings.names, settings.name_pattern))
+        if problems := unknown_selectors(settings.fail_on, endpoints, {s.name for s in sessions}):
+            raise ConfigError(problems[0])
     return Workload(settings, sessions, rules, rows, secrets)
 
 

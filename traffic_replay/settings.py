@@ -39,6 +39,7 @@ from traffic_replay.specs import (
     parse_name_pattern,
     parse_session_key,
 )
+from traffic_replay.thresholds import Threshold, parse_threshold
 
 ENV_PREFIX = "REPLAY_"
 SERIALISED_ENV = "REPLAY_SETTINGS"
@@ -87,8 +88,22 @@ class Settings(BaseSettings):
     web_host: str = Field("127.0.0.1", description="Address of the Locust web UI.")
     web_port: Annotated[int, Field(ge=1, le=65535)] = Field(8089, description="Port of the Locust web UI.")
     csv: str | None = Field(None, description="Prefix of Locust's CSV stats files.")
-    html: Path | None = Field(None, description="Write Locust's HTML report here.")
+    html: Path | None = Field(
+        None, description="Write the run's own HTML report here: one self-contained file, charts included.")
+    locust_html: Path | None = Field(None, description="Write Locust's own HTML report here.")
     summary_json: Path | None = Field(None, description="Write the run summary as JSON here.")
+    fail_on: Annotated[list[Threshold], _each(parse_threshold)] = Field(
+        default_factory=list, description="A threshold the run must hold, e.g. p95<500ms, errors<1%, "
+        "sessions_failed==0 (repeatable; the variable takes a JSON list); a broken one exits 4.")
+    fail_on_abort: bool = Field(
+        False, description="End the run as soon as a threshold can no longer hold (a count past its limit).")
+    quiet: bool = Field(False, description="No live progress line while the run goes on.")
+    locust_stats: bool = Field(False, description="Also print Locust's own stats table every few seconds (headless).")
+    prometheus_port: Annotated[int, Field(ge=0, le=65535)] | None = Field(
+        None, description="Serve Prometheus metrics on this port (the master, or the single process).")
+    prometheus_host: str = Field("127.0.0.1", description="Address of the Prometheus endpoint.")
+    prometheus_linger: Annotated[float, Field(ge=0)] = Field(
+        0.0, description="Seconds the Prometheus endpoint stays up after the run, for a last scrape.")
     check: bool = Field(True, description="Check that the target answers before a run.")
     check_timeout: Annotated[float, Field(gt=0)] = Field(5.0, description="Seconds to wait for the preflight check.")
     correlate: bool = Field(True, description="Carry server-issued values (tokens, ids) over live; off to compare.")

@@ -23,6 +23,7 @@ class EndpointStats(BaseModel):
     requests: int
     failures: int
     median_ms: float
+    p90_ms: float = 0.0
     p95_ms: float
     p99_ms: float
     avg_ms: float
@@ -142,6 +143,15 @@ class Summary(BaseModel):
         os.replace(tmp, path)
 
 
+SESSION_ROWS_SHOWN = 20
+"""Up to this many recorded sessions get a row each in the terminal (all of them are in the JSON and HTML)."""
+
+
+def seconds(value: float) -> str:
+    """A session's duration as people read it: 12 ms, 1.5 s, 95 s."""
+    return f"{value * 1000:.0f} ms" if value < 1 else f"{value:.1f} s" if value < 60 else f"{value:.0f} s"
+
+
 def _ms(value: float) -> str:
     return f"{value:.0f}" if value >= 10 else f"{value:.1f}"
 
@@ -152,9 +162,12 @@ def render(summary: Summary, console: Console) -> None:
 
     table = Table(title=f"Replay of {summary.host or 'target'} for {summary.duration_s:.1f}s", title_justify="left")
     intended = summary.total.intended_p95_ms is not None
+    recorded = any(e.recorded_p95_ms is not None for e in summary.endpoints)
     columns = ["method", "endpoint", "requests", "failures", "median ms", "p95 ms", "req/s"]
     if intended:
         columns += ["intended median", "intended p95"]
+    if recorded:
+        columns += ["recorded median", "recorded p95", "p95 vs recorded"]
     for column in columns:
         table.add_column(column, justify="left" if column in ("method", "endpoint") else "right")
 
@@ -163,6 +176,12 @@ def render(summary: Summary, console: Console) -> None:
                f"{row.rps:.1f}"]
         if intended:
             out += [_ms(row.intended_median_ms or 0.0), _ms(row.intended_p95_ms or 0.0)]
+        if recorded:
+            if row.recorded_p95_ms is None or row.recorded_median_ms is None:
+                out += ["", "", ""]
+            else:
+                ratio = f"{row.p95_ms / row.recorded_p95_ms:.1f}x" if row.recorded_p95_ms > 0 and row.requests else ""
+                out += [_ms(row.recorded_median_ms), _ms(row.recorded_p95_ms), ratio]
         return out
     for row in summary.endpoints:
         table.add_row(*cells(row))
@@ -171,7 +190,15 @@ def render(summary: Summary, console: Console) -> None:
     console.print(table)
     s = summary.sessions
     console.print(f"sessions: {s.started} started, {s.completed} completed, {s.failed} failed;"
-                  f" duration median {s.median_s:.1f}s, p95 {s.p95_s:.1f}s")
+                  f" duration median {seconds(s.median_s)}, p95 {seconds(s.p95_s)}")
+    if 1 < len(summary.session_rows) <= SESSION_ROWS_SHOWN:
+        table = Table(title="Sessions", title_justify="left")
+        for column in ("session", "started", "completed", "failed", "median", "p95", "first divergence"):
+            table.add_column(column, justify="left" if column in ("session", "first divergence") else "right")
+        for r in summary.session_rows:
+            table.add_row(r.name, str(r.started), str(r.completed), str(r.failed), seconds(r.median_s),
+                          seconds(r.p95_s), r.first_divergence or "")
+        console.print(table)
     if summary.workers is not None:
         w = summary.workers
         console.print(f"workers: {w.took_part} took part, {w.lost} lost; requests by worker: "

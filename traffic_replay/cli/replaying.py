@@ -85,8 +85,10 @@ def _locust_args(settings: Settings) -> list[str]:
         args += ["--run-time", settings.run_time]
     if settings.csv:
         args += ["--csv", settings.csv]
-    if settings.html:
-        args += ["--html", str(settings.html)]
+    if settings.locust_html:
+        args += ["--html", str(settings.locust_html)]
+    if not settings.locust_stats:
+        args.append("--only-summary")  # Locust's periodic table: the progress line says it in one line
     return args
 
 
@@ -121,8 +123,23 @@ def run(
     web_host: Annotated[str | None, typer.Option(help="Web UI address.")] = None,
     web_port: Annotated[int | None, typer.Option(help="Web UI port.")] = None,
     csv: Annotated[str | None, typer.Option(help="Prefix of Locust's CSV files.")] = None,
-    html: Annotated[Path | None, typer.Option(help="Locust's HTML report file.")] = None,
+    html: Annotated[Path | None, typer.Option(help="The run's HTML report: one self-contained file with charts.")
+                    ] = None,
+    locust_html: Annotated[Path | None, typer.Option(help="Locust's own HTML report file.")] = None,
     summary_json: Annotated[Path | None, typer.Option(help="Write the summary as JSON here.")] = None,
+    fail_on: Annotated[list[str] | None, typer.Option(
+        help="Threshold, e.g. p95<500ms, 'p99[/api/orders/{id}]<800ms', errors<1%, sessions_failed==0 "
+             "(repeatable); a broken one exits 4.")] = None,
+    fail_on_abort: Annotated[bool | None, typer.Option(
+        "--fail-on-abort", help="End the run as soon as a threshold can no longer hold.")] = None,
+    quiet: Annotated[bool | None, typer.Option("--quiet", "-q", help="No live progress line.")] = None,
+    locust_stats: Annotated[bool | None, typer.Option(
+        "--locust-stats", help="Also print Locust's own stats table every few seconds.")] = None,
+    prometheus_port: Annotated[int | None, typer.Option(help="Serve Prometheus metrics on this port.")] = None,
+    prometheus_host: Annotated[str | None, typer.Option(
+        help="Address of the Prometheus endpoint (0.0.0.0 for other machines).")] = None,
+    prometheus_linger: Annotated[float | None, typer.Option(
+        help="Seconds the Prometheus endpoint stays up after the run, for a last scrape.")] = None,
     check: Annotated[bool | None, typer.Option("--check/--no-check", help="Preflight check of the target.")] = None,
     correlate: Annotated[bool | None, typer.Option(
         "--correlate/--no-correlate", help="Carry server-issued values over live (on by default).")] = None,
@@ -159,7 +176,10 @@ def run(
     """Replay recorded sessions against a target with Locust."""
     settings = Settings.build(recordings=directory, host=host, users=users, spawn_rate=spawn_rate,
                               run_time=run_time, speed=speed, headless=headless, web_host=web_host,
-                              web_port=web_port, csv=csv, html=html, summary_json=summary_json, check=check,
+                              web_port=web_port, csv=csv, html=html, locust_html=locust_html,
+                              summary_json=summary_json, fail_on=fail_on or None, fail_on_abort=fail_on_abort,
+                              quiet=quiet, locust_stats=locust_stats, prometheus_port=prometheus_port,
+                              prometheus_host=prometheus_host, prometheus_linger=prometheus_linger, check=check,
                               correlate=correlate, rules=rules, map_host=map_host or None, data=data,
                               data_map=data_map or None, timeout=timeout, session_rate=session_rate, arrivals=arrivals,
                               timeline=timeline, parallel_overlaps=parallel_overlaps, names=names,
