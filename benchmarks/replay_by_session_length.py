@@ -22,7 +22,8 @@ the middle of that window (from 25 % to 85 % of it) leaves start-up, ramp-up and
 out. nginx's stub_status counter (its own port, not logged) is read around each run as a
 cross-check of the log. Locust's own "Aggregated" row of the final stats table is parsed
 from each run's output: for ours it shows whether the SESSION rows (one per session
-replayed) are still counted as requests.
+replayed) are still counted as requests. (Since issue 11 ours prints a progress line instead
+of Locust's tables; its summary's Aggregated row is read then.)
 
 Runs go in ABBA order per length (ours, plain in odd pairs; plain, ours in even ones), the
 lengths interleaved within each pair, so that a drifting machine favours neither side nor
@@ -82,6 +83,8 @@ HEADERS = [
 # Rows of Locust's request stats table: "GET  /a/{id}  1234  0(0.00%) | ...", "  Aggregated  1234  0(0.00%) | ...".
 ROW = re.compile(r"^(\S+)\s+.*?\s(\d+)\s+\d+\(")
 AGGREGATED = re.compile(r"^\s+Aggregated\s+(\d+)\s+(\d+)\(")
+# Our summary's row: "│        │ Aggregated │    25345 │        0 │ ...".
+SUMMARY_AGGREGATED = re.compile(r"^\W+Aggregated\W+(\d+)\W+(\d+)\W")
 
 
 # --- the target --------------------------------------------------------------------------
@@ -183,19 +186,26 @@ def plain_args(locustfile: Path, url: str, users: int, seconds: float) -> list[s
 
 
 def aggregated(output: Path) -> dict | None:
-    """Locust's own figures from the last request stats table it printed (at the end for plain;
-    ours prints its summary instead, so there the last periodic table, at most 2 s before the end):
-    its "Aggregated" requests and failures, and the requests of its SESSION rows."""
-    table = last = None
+    """The "Aggregated" requests and failures a run printed, and the requests of its SESSION rows.
+
+    From the last request stats table Locust printed (at the end for plain; before issue 11
+    ours printed Locust's periodic tables, the last at most 2 s before the end, then its own
+    summary). Since then ours prints a progress line instead of Locust's tables: the figures
+    then come from its summary's Aggregated row ("source": "summary"), which counts requests only.
+    """
+    table = last = summary = None
     for line in output.read_text(errors="replace").splitlines():
         if line.startswith("Type ") and "# fails" in line:
-            table = {"aggregated": None, "failures": None, "session_rows": 0}
+            table = {"aggregated": None, "failures": None, "session_rows": 0, "source": "locust"}
         elif table is not None and (m := AGGREGATED.match(line)):
             table["aggregated"], table["failures"] = int(m.group(1)), int(m.group(2))
             last, table = table, None
         elif table is not None and (m := ROW.match(line)) and m.group(1) == "SESSION":
             table["session_rows"] += int(m.group(2))
-    return last
+        elif m := SUMMARY_AGGREGATED.match(line):
+            summary = {"aggregated": int(m.group(1)), "failures": int(m.group(2)), "session_rows": 0,
+                       "source": "summary"}
+    return last or summary
 
 
 @contextmanager
@@ -302,7 +312,7 @@ def main() -> int:
                     if code != 0:
                         problems.append(f"{tag}: exit code {code} (log: {output})")
                     if locust is None:
-                        problems.append(f"{tag}: no Locust stats table in {output}")
+                        problems.append(f"{tag}: no Aggregated row in {output}")
                     elif locust["failures"]:
                         problems.append(f"{tag}: {locust['failures']} failures (log: {output})")
                     if served != target["requests"]:
@@ -315,7 +325,8 @@ def main() -> int:
                            "cpu_s": cpu, "server_cpu_s": server_cpu, "others_cpu_s": others,
                            "load_before": load_before, "load_after": load_after, "lock_wait_s": waited,
                            "locust_aggregated": locust and locust["aggregated"],
-                           "locust_session_rows": locust and locust["session_rows"], **target}
+                           "locust_session_rows": locust and locust["session_rows"],
+                           "aggregated_from": locust and locust["source"], **target}
                     runs.append(run)
                     log(f"  {tag:14} target {target['requests']:>7} req in {target['window_s']:5.2f}s "
                         f"{target['rps']:7.1f} req/s (mid {target['mid_rps']:7.1f})  Locust Aggregated "
