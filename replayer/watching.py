@@ -21,6 +21,7 @@ from locust.runners import MasterRunner
 
 from replayer.runlog import RunLog
 from traffic_replay.settings import Settings
+from traffic_replay.specs import parse_timespan
 from traffic_replay.summary import Sample, Summary
 from traffic_replay.thresholds import judge
 
@@ -150,13 +151,7 @@ class Watch:
 
 
 def _seconds(run_time: str | None) -> float | None:
-    if not run_time:
-        return None
-    from locust.util.timespan import parse_timespan
-    try:
-        return float(parse_timespan(run_time))
-    except ValueError:
-        return None
+    return float(parse_timespan(run_time)) if run_time else None  # checked when the settings were built
 
 
 def _live_line() -> Any:

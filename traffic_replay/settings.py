@@ -38,6 +38,7 @@ from traffic_replay.specs import (
     parse_mode,
     parse_name_pattern,
     parse_session_key,
+    parse_timespan,
 )
 from traffic_replay.thresholds import Threshold, parse_threshold
 
@@ -185,6 +186,13 @@ class Settings(BaseSettings):
     @classmethod
     def _host_is_url(cls, value: str | None) -> str | None:
         return None if value is None else parse_base_url(value)
+
+    @field_validator("run_time")
+    @classmethod
+    def _run_time_parses(cls, value: str | None) -> str | None:
+        if value is not None and parse_timespan(value) <= 0:
+            raise ValueError(f"'{value}': a run must last at least a second")
+        return value
 
     @field_validator("mode")
     @classmethod

@@ -152,3 +152,18 @@ def parse_base_url(text: str) -> str:
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError(f"'{text}' is not an http(s) URL like http://127.0.0.1:8000")
     return text.rstrip("/")
+
+
+_TIMESPAN = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+
+
+def parse_timespan(text: str) -> int:
+    """``--run-time``: ``90``, ``30s``, ``5m``, ``1h30m``, in whole seconds, as Locust reads it; ``ValueError`` else."""
+    spec = text.strip().lower()
+    if spec.isdigit():
+        return int(spec)
+    m = _TIMESPAN.match(spec)
+    if not spec or m is None or not any(m.groups()):
+        raise ValueError(f"'{text}' is not a duration: write e.g. 90, 30s, 5m or 1h30m")
+    hours, minutes, seconds = (int(g or 0) for g in m.groups())
+    return hours * 3600 + minutes * 60 + seconds

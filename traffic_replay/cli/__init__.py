@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import Any
+
+import typer
 
 from traffic_replay.cli import importing, inspecting, recording, replaying  # noqa: F401  (they register the commands)
 from traffic_replay.cli.app import app, err
@@ -16,12 +19,25 @@ from traffic_replay.errors import ReplayError
 
 __all__ = ["app", "main"]
 
+# Click's usage error, wherever this Typer keeps its Click (newer ones vendor it): the base of BadParameter.
+_UsageError: Any = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
+
 
 def main() -> None:
     """Entry point: every ``ReplayError`` becomes ``error: ...`` lines and a non-zero exit."""
     debug = "--debug" in sys.argv or os.environ.get("REPLAY_DEBUG", "").lower() in ("1", "true", "yes")
     try:
-        app()
+        # Click's own error box would be several lines: a usage error is one, like every other.
+        code = app(standalone_mode=False, prog_name="replay")
+    except _UsageError as e:
+        if debug:
+            raise
+        command = e.ctx.command_path if e.ctx is not None else "replay"
+        err.print(f"error: {e.format_message()} (see {command} --help)", highlight=False, markup=False,
+                  soft_wrap=True)
+        sys.exit(e.exit_code)
+    except typer.Abort:
+        sys.exit(130)
     except ReplayError as e:
         if debug:
             raise
@@ -34,3 +50,4 @@ def main() -> None:
         err.print(f"error: internal error: {e!r} (run with --debug for the traceback)", highlight=False, markup=False,
                   soft_wrap=True)
         sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)

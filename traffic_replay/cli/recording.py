@@ -9,8 +9,9 @@ from typing import Annotated, NoReturn
 
 import typer
 
-from traffic_replay.cli.app import app
+from traffic_replay.cli.app import app, err
 from traffic_replay.errors import RecordingError
+from traffic_replay.listening import check_free, open_door
 from traffic_replay.settings import Settings
 
 
@@ -66,6 +67,9 @@ def record(
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise RecordingError(f"{directory}: cannot create directory: {e.strerror or e}") from e
+    if warning := open_door(settings.listen_host, "the recording proxy", "--listen-host"):
+        err.print(warning, highlight=False, markup=False, soft_wrap=True)
+    check_free(settings.listen_host, settings.listen_port, "--listen-port")
     # mitmproxy's own options here; the recorder's (replay_*) reach its addon through the settings.
     args = [sys.executable, "-m", "recorder", "--mode", settings.mode,
             "--listen-host", settings.listen_host, "--listen-port", str(settings.listen_port),

@@ -14,6 +14,7 @@ import typer
 from traffic_replay.cli.app import app, err, module_file, out
 from traffic_replay.errors import ConfigError, TargetError
 from traffic_replay.format import load_recordings
+from traffic_replay.listening import check_free, open_door
 from traffic_replay.payload import PAYLOAD_FD_ENV, Payload, hand_over, read_workload
 from traffic_replay.redacted import DEMO_SECRETS, read_env_file
 from traffic_replay.settings import Settings
@@ -90,6 +91,23 @@ def _locust_args(settings: Settings) -> list[str]:
     if not settings.locust_stats:
         args.append("--only-summary")  # Locust's periodic table: the progress line says it in one line
     return args
+
+
+def _check_listening(settings: Settings) -> None:
+    """Every address this run will listen on is free, and a warning for each one open to every interface."""
+    listens = []
+    if not settings.headless and not settings.worker:
+        listens.append((settings.web_host, settings.web_port, "the Locust web UI", "--web-host", "--web-port"))
+    if (settings.master or settings.processes is not None) and not settings.worker:
+        listens.append((settings.master_bind_host, settings.master_bind_port, "the master's port for workers",
+                        "--master-bind-host", "--master-bind-port"))
+    if settings.prometheus_port is not None and not settings.worker:
+        listens.append((settings.prometheus_host, settings.prometheus_port, "the Prometheus endpoint",
+                        "--prometheus-host", "--prometheus-port"))
+    for host, port, what, host_flag, port_flag in listens:
+        if warning := open_door(host, what, host_flag):
+            err.print(warning, highlight=False, markup=False, soft_wrap=True)
+        check_free(host, port, port_flag)
 
 
 def _inherited(env: dict[str, str]) -> tuple[int, ...]:
@@ -191,6 +209,7 @@ def run(
         env = _hand_over_inputs(settings.model_copy(update={"check": False, "worker": False}))
         plan = subprocess.run([sys.executable, "-m", "replayer.plan"], env=env, pass_fds=_inherited(env))
         raise typer.Exit(plan.returncode)
+    _check_listening(settings)
     args = _locust_args(settings)
     env = _hand_over_inputs(settings)
     sys.stdout.flush()
