@@ -15,6 +15,7 @@ import gc
 import logging
 import random
 import time
+from bisect import bisect
 from typing import Any, ClassVar
 
 import gevent
@@ -60,6 +61,7 @@ class ReplayUser(FastHttpUser):
         # The slot is unique across the run: it picks this user's row and its share of the timeline.
         self.slot = self.receiving.take_slot()
         self.row = replay.rows[self.slot % len(replay.rows)] if replay.rows else {}
+        self.sender = Sender(self.client, self.environment.events.request.fire)
 
     def on_stop(self) -> None:
         self.visits.kill(block=False)
@@ -76,10 +78,19 @@ class ReplayUser(FastHttpUser):
             assert self.slot is not None
             self._timeline(settings.speed, settings.users, self.slot)
         else:
-            session = random.choices(self.sessions, cum_weights=self.cum_weights)[0]
-            # A new session is a new visit: no cookies from the last one.
-            self.client.cookiejar.clear()
-            self._replay(session, self.client, None)
+            # A new session is a new visit: no cookies from the last one (a jar that holds none is left be).
+            jar = self.client.cookiejar
+            if jar._cookies:  # type: ignore[attr-defined]  # CookieJar's own store: clear() takes its lock
+                jar.clear()
+            self._replay(self._pick(), self.client, None)
+
+    def _pick(self) -> PreparedSession:
+        """A session by weight."""
+        sessions = self.sessions
+        if len(sessions) == 1:
+            return sessions[0]
+        cum_weights = self.cum_weights
+        return sessions[bisect(cum_weights, random.random() * cum_weights[-1], 0, len(sessions) - 1)]
 
     # The open models ----------------------------------------------------------------
 
@@ -89,8 +100,7 @@ class ReplayUser(FastHttpUser):
         while True:
             due += random.expovariate(rate) if poisson else 1 / rate
             gevent.sleep(max(due - time.perf_counter(), 0))
-            session = random.choices(self.sessions, cum_weights=self.cum_weights)[0]
-            self.visits.spawn(self._replay, session, self._visitor(), due)
+            self.visits.spawn(self._replay, self._pick(), self._visitor(), due)
 
     def _timeline(self, speed: float, users: int, slot: int) -> None:
         """Start this user's share of the sessions at their recorded times, round after round."""
@@ -134,7 +144,8 @@ class ReplayUser(FastHttpUser):
         live = list(session.live)
         for var, column in session.data:
             values[var], live[var] = self.row[column], True
-        state = (session, client, Sender(client, self.environment.events.request.fire), values, live, tally)
+        sender = self.sender if client is self.client else Sender(client, self.environment.events.request.fire)
+        state = (session, client, sender, values, live, tally)
         failed = False
         began = answered = time.perf_counter()
         steps = session.steps
