@@ -72,6 +72,8 @@ from harness import (
 from replay_sides import replay_command, run_tree
 
 LOCK = Path("/tmp/bench.lock")
+STARTUP_S = 1.0  # from the start of a side's process to its users running (imports, reading the recording)
+MID_SAMPLES = 2
 FLUSH_S = 1  # the access log's flush interval
 UA = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36"
 HEADERS = [
@@ -297,9 +299,15 @@ def main() -> int:
                         load_before = os.getloadavg()
                         served_before = nginx_requests(status_port)
                         server_before, (busy_before, steal_before) = tree_cpu_seconds(nginx.pid), machine_cpu()
-                        code, wall, cpu, _ = run_tree(args, tmp, output, timeout=opts.seconds + 120)
+                        # The process tree's CPU and nginx's count sampled at 30% and 80% of the run: CPU per
+                        # request over the same middle window, the efficiency that machine noise moves least.
+                        code, wall, cpu, mid = run_tree(
+                            args, tmp, output, timeout=opts.seconds + 120,
+                            sample=(STARTUP_S + 0.3 * opts.seconds, STARTUP_S + 0.8 * opts.seconds),
+                            count=lambda: nginx_requests(status_port))
                         time.sleep(FLUSH_S + 1)  # nginx writes its buffered log lines
-                        served = nginx_requests(status_port) - served_before - 1  # less our own first read
+                        # Less our own reads: the first, and the two mid-run samples.
+                        served = nginx_requests(status_port) - served_before - 1 - MID_SAMPLES
                         server_cpu = tree_cpu_seconds(nginx.pid) - server_before
                         busy, steal = machine_cpu()
                         load_after = os.getloadavg()
@@ -322,7 +330,8 @@ def main() -> int:
                     if set(target["paths"]) != expected:
                         problems.append(f"{tag}: paths {sorted(target['paths'])} are not /a/1../a/{length}")
                     run = {"length": length, "side": side, "pair": pair, "exit_code": code, "wall_s": wall,
-                           "cpu_s": cpu, "server_cpu_s": server_cpu, "others_cpu_s": others,
+                           "cpu_s": cpu, "server_cpu_s": server_cpu,
+                           "mid_cpu_us_per_request": mid and mid["cpu_ms_per_1k"], "others_cpu_s": others,
                            "load_before": load_before, "load_after": load_after, "lock_wait_s": waited,
                            "locust_aggregated": locust and locust["aggregated"],
                            "locust_session_rows": locust and locust["session_rows"],
@@ -363,7 +372,7 @@ def report(runs: list[dict], lengths: list[int], opts: argparse.Namespace) -> No
     ratios: list[dict] = []
     medians: dict[int, dict] = {}
     print(f"\n{'L':>3} {'pair':>4} {'ours req/s':>11} {'plain req/s':>12} {'ratio':>7} {'mid ratio':>10}"
-          f" {'ours Locust Aggr./requests':>27}")
+          f" {'CPU ratio':>10} {'ours Locust Aggr./requests':>27}")
     for length in lengths:
         mine = []
         for p in sorted({r["pair"] for r in runs if r["length"] == length}):
@@ -371,23 +380,33 @@ def report(runs: list[dict], lengths: list[int], opts: argparse.Namespace) -> No
             plain = next((r for r in runs if (r["length"], r["pair"], r["side"]) == (length, p, "plain")), None)
             if not (ours and plain and plain["rps"] and plain["mid_rps"]):
                 continue
+            cpu_ours, cpu_plain = ours.get("mid_cpu_us_per_request"), plain.get("mid_cpu_us_per_request")
             row = {"length": length, "pair": p, "ours_rps": ours["rps"], "plain_rps": plain["rps"],
                    "ratio": ours["rps"] / plain["rps"], "mid_ratio": ours["mid_rps"] / plain["mid_rps"],
+                   # plain's CPU per request over ours': above 1.0, ours spends less per request.
+                   "cpu_ratio": cpu_plain / cpu_ours if cpu_ours and cpu_plain else None,
                    # How much Locust's Aggregated row overstates ours' requests (2.0 at L=1 with SESSION rows).
                    "ours_aggregated_over_requests": (
                        ours["locust_aggregated"] / (ours["locust_aggregated"] - ours["locust_session_rows"])
                        if ours["locust_aggregated"] else None)}
             mine.append(row)
             aggr = row["ours_aggregated_over_requests"]
+            cpu_ratio = row["cpu_ratio"]
             print(f"{length:>3} {p:>4} {row['ours_rps']:>11.1f} {row['plain_rps']:>12.1f} {row['ratio']:>7.3f}"
-                  f" {row['mid_ratio']:>10.3f} {'-' if aggr is None else format(aggr, '.3f'):>27}")
+                  f" {row['mid_ratio']:>10.3f} {'-' if cpu_ratio is None else format(cpu_ratio, '.3f'):>10}"
+                  f" {'-' if aggr is None else format(aggr, '.3f'):>27}")
         if mine:
+            cpus = [r["cpu_ratio"] for r in mine if r["cpu_ratio"] is not None]
             medians[length] = {"ratio": statistics.median(r["ratio"] for r in mine),
-                               "mid_ratio": statistics.median(r["mid_ratio"] for r in mine)}
+                               "mid_ratio": statistics.median(r["mid_ratio"] for r in mine),
+                               "cpu_ratio": statistics.median(cpus) if cpus else None}
+            cpu_median = medians[length]["cpu_ratio"]
+            shown = "-" if cpu_median is None else format(cpu_median, ".3f")
             print(f"{length:>3} {'med':>4} {'':>11} {'':>12} {medians[length]['ratio']:>7.3f}"
-                  f" {medians[length]['mid_ratio']:>10.3f}")
+                  f" {medians[length]['mid_ratio']:>10.3f} {shown:>10}")
         ratios += mine
-    print("\nratio = ours/plain requests/s, both counted in nginx's access log (target >= 1.0)")
+    print("\nratio = ours/plain requests/s, both counted in nginx's access log (target >= 1.0); CPU ratio = plain's"
+          " CPU per request over ours', both over the middle of each run (above 1.0: ours costs less)")
     if opts.json:
         import locust  # only its version; this process never runs Locust
 
