@@ -31,12 +31,13 @@ from pathlib import Path
 from typing import NamedTuple, TypeVar
 
 from recorder.filters import FlowFilter
-from recorder.journal import Journal, JournalError, Recovered, Spilled, recover
+from recorder.journal import Journal, Recovered, Spilled, recover
 from recorder.records import Exchange, ResponseData, body_data
 from recorder.redaction import Redactor
 from recorder.sessionizer import ClientKey, Closed, Sessionizer
 from recorder.sessionkeys import Keyed, KeySpec, key_for
 from recorder.writer import client_head, write_lines
+from traffic_replay.errors import JournalError
 from traffic_replay.format import Header, Session
 
 __all__ = ["Captured", "Counts", "Pipeline"]

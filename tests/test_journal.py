@@ -13,10 +13,11 @@ from mitmproxy import exceptions
 from mitmproxy.test import taddons
 
 from recorder.addon import Recorder
-from recorder.journal import JOURNAL_DIR, Journal, JournalError, Spilled, read_journal, recover
+from recorder.journal import JOURNAL_DIR, Journal, Spilled, read_journal, recover
 from recorder.journal import main as journal_main
 from recorder.records import ResponseData, body_data
 from recorder.sessionizer import Closed, Exchange, Sessionizer
+from traffic_replay.errors import JournalError
 from traffic_replay.format import load_recordings, write_session
 
 pytestmark = pytest.mark.timeout(30)
