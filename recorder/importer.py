@@ -135,6 +135,11 @@ class Output:
             raise RecordingError(str(e)) from e
         self.ready = True
 
+    def write_failed(self, session_id: str, error: OSError) -> None:
+        """A session file that cannot be written ends the import, one line; the sessions written before it stay."""
+        raise RecordingError(f"{self.directory}: cannot write session {session_id}: {error.strerror or error}; "
+                             f"the import stopped after {self.pipeline.written} sessions")
+
     def tidy(self) -> None:
         """Take back what ``prepare`` made, if no session was written (the journal removes itself)."""
         if not self.ready or self.pipeline.written:
@@ -178,6 +183,7 @@ def configured_pipeline(directory: Path, settings: Settings) -> Iterator[Output]
         except exceptions.OptionsError as e:
             raise RecordingError(str(e)) from e
         output = Output(directory, opts, recorder.pipeline)
+        recorder.pipeline.on_write_error = output.write_failed
         try:
             yield output
         finally:
@@ -192,7 +198,11 @@ def _into(settings: Settings, directory: Path) -> Settings:
 
 
 def _finished(pipeline: Pipeline, directory: Path, report: Imported) -> None:
-    pipeline.finish()
+    try:
+        pipeline.finish()
+    except RecordingError:  # a session that cannot be written (Output.write_failed): the input still holds it all
+        pipeline.discard()
+        raise
     if pipeline.journal_failed:
         raise RecordingError(f"{directory}: the crash journal could not be written; the import is incomplete")
     report.imported = pipeline.flows
