@@ -18,7 +18,6 @@ one process, ``--processes`` and real workers load through the same path.
 from __future__ import annotations
 
 import logging
-import sys
 from typing import Any
 
 import gevent
@@ -105,7 +104,7 @@ def _on_init(environment: Environment, **_kwargs: Any) -> None:
         receiving = _receive(environment, runner, settings)
         receiving.ask_for_payload()  # answered in-process, before this returns
         if receiving.failed is not None:
-            sys.exit(receiving.failed.exit_code)  # the reason was logged as it failed
+            exit_with(receiving.failed)
         # gevent's loop caches "now"; Locust arms its --run-time timer right after this listener, and
         # with the time spent loading still unaccounted the timer would fire that much too early.
         gevent.get_hub().loop.update_now()

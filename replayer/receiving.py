@@ -62,7 +62,8 @@ class Receiving:
             self.on_loaded(self.replay)
         except ReplayError as e:
             self.failed = e
-            logger.error(f"error: {e}")
+            if isinstance(self.runner, WorkerRunner):  # a local run reports it once, as it exits (locustfile)
+                logger.error(f"error: {e}")
             self.runner.send_message(READY, {"error": str(e)})
             return
         self.runner.send_message(READY, {"digest": payload.digest})
