@@ -89,7 +89,10 @@ def _receive(environment: Environment, runner: Runner, settings: Settings) -> Re
 
 
 def _on_init(environment: Environment, **_kwargs: Any) -> None:
-    settings = Settings.of_process()
+    try:
+        settings = Settings.of_process()
+    except ReplayError as e:  # a bad REPLAY_* variable under plain locust: one line, not a traceback
+        exit_with(e)
     logging.getLogger("replayer").setLevel(logging.DEBUG if settings.debug else logging.INFO)
     if environment.host is None and settings.host:
         environment.host = settings.host

@@ -104,3 +104,13 @@ def test_plain_locust_without_a_target_is_one_error_line_and_exit_2(tmp_path: Pa
     errors = [line for line in done.stderr.splitlines() if "error" in line.lower()]
     assert done.returncode == 2, done.stderr
     assert errors == ["error: no target: pass --host URL (or set REPLAY_HOST or BASE_URL)"], done.stderr
+
+
+def test_plain_locust_with_a_bad_replay_variable_is_one_error_line_and_exit_2() -> None:
+    done = subprocess.run([sys.executable, "-m", "locust", "-f", "replayer/locustfile.py", "--headless", "-u", "1",
+                           "-t", "1s"], capture_output=True, text=True, timeout=40, cwd=REPO_ROOT,
+                          env={**os.environ, "REPLAY_HOST": "not a url", "REPLAY_RECORDINGS": RECORDINGS})
+    errors = [line for line in done.stderr.splitlines() if "error" in line.lower()]
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert errors == ["error: setting 'host' (--host, REPLAY_HOST): 'not a url' is not an http(s) URL like "
+                      "http://127.0.0.1:8000"], done.stderr
