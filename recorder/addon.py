@@ -29,12 +29,12 @@ from mitmproxy.utils import asyncio_utils
 
 from recorder.exchange import FAILED, NON_HTTP, WEBSOCKET, captured, failure_reason
 from recorder.filters import FlowFilter, compile_patterns, parse_host
-from recorder.journal import JournalError, describe
-from recorder.keys import RedactionKeyError
+from recorder.journal import describe
 from recorder.pipeline import Pipeline
 from recorder.progress import Progress
 from recorder.redaction import Redactor, load_key
 from recorder.sessionkeys import parse_session_key
+from traffic_replay.errors import JournalError, RecordingError, RecordingStopped, RedactionKeyError, report_error
 from traffic_replay.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -208,11 +208,10 @@ class Recorder:
         directory = self.pipeline.directory
         try:
             self.open_journal()
-        except JournalError as e:
+        except RecordingError as e:  # the journal, or a session file that what it recovers cannot name
             # Not in configure(): mitmproxy reports a script's error there with a traceback.
-            print(f"error: {e}", file=sys.stderr, flush=True)
             self._start_failed = True
-            raise SystemExit(1) from None
+            raise SystemExit(report_error(RecordingStopped(str(e)))) from None
         self._start_closer()
         print(f"replay: recording sessions into {directory}/ (Ctrl-C to stop)", file=sys.stderr, flush=True)
         if self.pipeline.redactor is None:
@@ -255,7 +254,7 @@ class Recorder:
               f" ({pipeline.skipped} skipped{': ' + reasons if reasons else ''})", file=sys.stderr, flush=True)
         if pipeline.journal_failed:
             # Like mitmproxy's save addon: a recording that could not be kept safe must not look fine.
-            raise SystemExit(1)
+            raise SystemExit(RecordingStopped.exit_code)  # the reason was logged as it failed
 
     def response(self, flow: http.HTTPFlow) -> None:
         if flow.websocket is not None or flow.response is None:

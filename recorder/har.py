@@ -36,12 +36,12 @@ from urllib.parse import urlencode, urlsplit
 import ijson
 
 from recorder.filters import FlowFilter
-from recorder.harparse import CHUNK, PARSE_ERRORS, ChildFailed, Parsed, ParseError, Reader, child_items, first_line
+from recorder.harparse import CHUNK, PARSE_ERRORS, Parsed, Reader, child_items, first_line
 from recorder.pipeline import Captured, Pipeline
 from recorder.records import Exchange
 from recorder.redaction import Redactor
 from recorder.sessionkeys import ClientKey
-from traffic_replay.errors import RecordingError
+from traffic_replay.errors import HarError, HarParserFailed, HarSyntaxError, InvalidEntry, RecordingError, one_line
 from traffic_replay.format import METHOD_PATTERN, Header
 
 Grouping = Literal["page", "file"]
@@ -58,10 +58,6 @@ _WHITESPACE = re.compile(r"\s+")
 
 VERSIONS = ("1.1", "1.2")
 """The HAR versions this reads; another one is read as 1.2, with a warning."""
-
-
-class HarError(RecordingError):
-    """A file that is not a HAR we can read."""
 
 
 def open_regular(path: Path, error: type[RecordingError]) -> BinaryIO:
@@ -173,9 +169,9 @@ class HarFile:
                     self.count += 1
                     yield item
             return parsed.digest
-        except (*PARSE_ERRORS, ParseError) as e:
+        except (*PARSE_ERRORS, HarSyntaxError) as e:
             raise self._invalid(e) from e
-        except ChildFailed as e:
+        except HarParserFailed as e:
             raise HarError(f"{self.path}: {e}") from e
 
     def _open(self) -> BinaryIO:
@@ -283,10 +279,6 @@ class Invalid(NamedTuple):
     what: str
 
 
-class _Bad(Exception):
-    """What is wrong with the entry being read (becomes an ``Invalid``)."""
-
-
 def entry_captured(entry: Any, client: ClientKey = ("", "")) -> Captured | str | Invalid:
     """One HAR entry as what was sent and got, the reason it is skipped, or ``Invalid`` if it is no valid entry.
 
@@ -294,7 +286,7 @@ def entry_captured(entry: Any, client: ClientKey = ("", "")) -> Captured | str |
     """
     try:
         return _captured(entry, client)
-    except _Bad as e:
+    except InvalidEntry as e:
         return Invalid(str(e))
     except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as e:  # a check missed below
         return Invalid(f"{INVALID} ({type(e).__name__}: {first_line(e)[:80]})")
@@ -311,15 +303,6 @@ def _shown(value: Any) -> str:
     if value is None or isinstance(value, bool):
         return {None: "null", True: "true", False: "false"}[value]
     return repr(value)[:40]
-
-
-def one_line(text: str) -> str:
-    """``text`` as one printable line: what ``splitlines`` would split at, and lone surrogates, escaped."""
-    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
-    return text.translate(_LINE_BREAKS)
-
-
-_LINE_BREAKS = {c: f"\\u{c:04x}" for c in (*range(0x20), 0x7F, 0x85, 0x2028, 0x2029)}
 
 
 _KINDS: dict[type, tuple[tuple[type, ...], str]] = {
@@ -340,13 +323,13 @@ def _get(parent: dict[str, Any], key: str, path: str, kind: type, required: bool
         return value
     if key not in parent:
         if required:
-            raise _Bad(f"no {path}")
+            raise InvalidEntry(f"no {path}")
         return None
     if value is None and not required:
         return None
     types, name = _KINDS[kind]
     if not isinstance(value, types) or isinstance(value, bool):
-        raise _Bad(f"{path} is {_shown(value)}, not {name}")
+        raise InvalidEntry(f"{path} is {_shown(value)}, not {name}")
     return value
 
 
@@ -357,12 +340,12 @@ def _timing(timings: dict[str, Any], name: str) -> float:
         return _ms(value)
     if value is None:
         return 0.0
-    raise _Bad(f"timings.{name} is {_shown(value)}, not a number")
+    raise InvalidEntry(f"timings.{name} is {_shown(value)}, not a number")
 
 
 def _captured(entry: Any, client: ClientKey) -> Captured | str:
     if not isinstance(entry, dict):
-        raise _Bad(f"the entry is {_shown(entry)}, not an object")
+        raise InvalidEntry(f"the entry is {_shown(entry)}, not an object")
     request = _get(entry, "request", "request", dict, required=True)
     url: str = _get(request, "url", "request.url", str, required=True)
     try:
@@ -375,7 +358,7 @@ def _captured(entry: Any, client: ClientKey) -> Captured | str:
         elif port == 0:
             raise ValueError("port 0")
     except ValueError as e:
-        raise _Bad(f"request.url {_shown(url)} is not a valid URL ({str(e).lower()})") from None
+        raise InvalidEntry(f"request.url {_shown(url)} is not a valid URL ({str(e).lower()})") from None
     method = _get(request, "method", "request.method", str, required=True).upper()
     if not _METHOD.match(method):
         return BAD_METHOD
@@ -384,7 +367,7 @@ def _captured(entry: Any, client: ClientKey) -> Captured | str:
     if status_value <= 0:
         return NO_RESPONSE
     if status_value != int(status_value) or not 100 <= status_value <= 599:
-        raise _Bad(f"response.status is {_shown(status_value)}, not an HTTP status (100 to 599)")
+        raise InvalidEntry(f"response.status is {_shown(status_value)}, not an HTTP status (100 to 599)")
     status = int(status_value)
     if status == 101:
         return WEBSOCKET
@@ -419,7 +402,7 @@ def _started(text: str) -> float:
     try:
         return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
     except (ValueError, OverflowError, OSError):
-        raise _Bad(f"startedDateTime {_shown(text)} is not a date and time (ISO 8601)") from None
+        raise InvalidEntry(f"startedDateTime {_shown(text)} is not a date and time (ISO 8601)") from None
 
 
 _MAX_MS = 366 * 86_400_000.0
@@ -442,7 +425,7 @@ def _headers(message: dict[str, Any], where: str) -> list[Header]:
             continue
         at = f"{where}.headers[{i}]"
         if not isinstance(h, dict):
-            raise _Bad(f"{at} is {_shown(h)}, not an object")
+            raise InvalidEntry(f"{at} is {_shown(h)}, not an object")
         name = _get(h, "name", f"{at}.name", str, required=True)
         if not name.startswith(":"):
             headers.append((name, _scalar(h, "value", f"{at}.value")))
@@ -452,13 +435,13 @@ def _headers(message: dict[str, Any], where: str) -> list[Header]:
 def _scalar(parent: dict[str, Any], key: str, path: str) -> str:
     """A text value that some exporters write as a number: as text."""
     if key not in parent:
-        raise _Bad(f"no {path}")
+        raise InvalidEntry(f"no {path}")
     value = parent[key]
     if isinstance(value, str):
         return value
     if isinstance(value, int | float) and not isinstance(value, bool):
         return str(value)
-    raise _Bad(f"{path} is {_shown(value)}, not text")
+    raise InvalidEntry(f"{path} is {_shown(value)}, not text")
 
 
 def _content_type(headers: list[Header]) -> str | None:
@@ -488,13 +471,13 @@ def _request_body(post: dict[str, Any] | None, headers: list[Header]) -> tuple[s
         for i, p in enumerate(params):
             at = f"request.postData.params[{i}]"
             if not isinstance(p, dict):
-                raise _Bad(f"{at} is {_shown(p)}, not an object")
+                raise InvalidEntry(f"{at} is {_shown(p)}, not an object")
             fields.append((_get(p, "name", f"{at}.name", str, required=True),
                            _scalar(p, "value", f"{at}.value") if p.get("value") is not None else ""))
         try:
             return ctype, urlencode(fields).encode("ascii")
         except UnicodeEncodeError:
-            raise _Bad("request.postData.params holds text that is not valid Unicode") from None
+            raise InvalidEntry("request.postData.params holds text that is not valid Unicode") from None
     return ctype, b""
 
 
@@ -512,8 +495,8 @@ def _body(holder: dict[str, Any], where: str) -> bytes:
         try:  # some exporters wrap the lines (MIME style): only whitespace may be set aside
             return base64.b64decode(_WHITESPACE.sub("", text), validate=True)
         except ValueError:
-            raise _Bad(f"{where}.text is not valid base64 (its encoding says base64)") from None
+            raise InvalidEntry(f"{where}.text is not valid base64 (its encoding says base64)") from None
     try:
         return text.encode("utf-8")
     except UnicodeEncodeError:
-        raise _Bad(f"{where}.text is not valid Unicode (a lone surrogate)") from None
+        raise InvalidEntry(f"{where}.text is not valid Unicode (a lone surrogate)") from None

@@ -30,7 +30,9 @@ from typing import Any, BinaryIO, NamedTuple
 
 import ijson
 
-__all__ = ["CHUNK", "PARSE_ERRORS", "ChildFailed", "ParseError", "Parsed", "Reader", "child_items", "first_line"]
+from traffic_replay.errors import HarParserFailed, HarSyntaxError
+
+__all__ = ["CHUNK", "PARSE_ERRORS", "Parsed", "Reader", "child_items", "first_line"]
 
 _BOM = b"\xef\xbb\xbf"  # some Windows tools write one
 BUFFER = 1 << 20
@@ -50,14 +52,6 @@ class _Closing(NamedTuple):
     """The parse error's first line."""
     failed: str | None = None
     """Anything else that stopped the child."""
-
-
-class ParseError(Exception):
-    """The file is not valid JSON: the first line of the child's parse error."""
-
-
-class ChildFailed(Exception):
-    """The parsing child died, or failed with something other than a parse error."""
 
 
 class Reader:
@@ -132,14 +126,14 @@ def child_items(fh: BinaryIO, prefix: str, parsed: Parsed,
                 _reap(pid)
                 reaped = True
                 if item.error is not None:
-                    raise ParseError(item.error)
+                    raise HarSyntaxError(item.error)
                 if item.failed is not None:
-                    raise ChildFailed(f"the HAR parser failed: {item.failed}")
+                    raise HarParserFailed(f"the HAR parser failed: {item.failed}")
                 parsed.digest = item.digest
                 return
         status = _reap(pid)
         reaped = True
-        raise ChildFailed(f"the HAR parser process {_death(status)} before the end of the file")
+        raise HarParserFailed(f"the HAR parser process {_death(status)} before the end of the file")
     finally:
         if not reaped:
             _terminate(pid)

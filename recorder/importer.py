@@ -48,7 +48,6 @@ from recorder.har import (
     entry_captured,
     entry_url,
     group_id,
-    one_line,
     open_regular,
     page_key,
 )
@@ -57,7 +56,16 @@ from recorder.keys import ID_FILE, key_path
 from recorder.pipeline import Captured, Pipeline
 from recorder.sessionizer import Closed
 from recorder.sessionkeys import Keyed
-from traffic_replay.errors import RecordingError, ReplayError
+from traffic_replay.errors import (
+    DamagedInput,
+    FlowFileError,
+    NothingImported,
+    RecordingError,
+    RedactionKeyError,
+    ReplayError,
+    one_line,
+    report_error,
+)
 from traffic_replay.format import ClientInfo, Session
 from traffic_replay.settings import Settings
 
@@ -67,18 +75,6 @@ JOURNAL_BATCH = 1 << 20
 
 SHOWN = 5
 """Invalid entries named in full, in the summary and in the error of an import that keeps nothing; the rest counted."""
-
-
-class FlowFileError(RecordingError):
-    """A flow file that cannot be read (missing, not a flow file)."""
-
-
-class DamagedInput(RecordingError):
-    """The input ended early; what came before it was imported."""
-
-
-class NothingImported(RecordingError):
-    """Not one request of the input could be kept: nothing was written."""
 
 
 @dataclass
@@ -139,6 +135,11 @@ class Output:
             raise RecordingError(str(e)) from e
         self.ready = True
 
+    def write_failed(self, session_id: str, error: OSError) -> None:
+        """A session file that cannot be written ends the import, one line; the sessions written before it stay."""
+        raise RecordingError(f"{self.directory}: cannot write session {session_id}: {error.strerror or error}; "
+                             f"the import stopped after {self.pipeline.written} sessions")
+
     def tidy(self) -> None:
         """Take back what ``prepare`` made, if no session was written (the journal removes itself)."""
         if not self.ready or self.pipeline.written:
@@ -148,7 +149,7 @@ class Output:
             (directory / JOURNAL_DIR).rmdir()
         if self._made_id and (directory / ID_FILE).exists():
             # The id and the key it names were made for this import alone: both go.
-            with contextlib.suppress(OSError, ValueError):  # RedactionKeyError: an id we did not make
+            with contextlib.suppress(OSError, RedactionKeyError):  # an id we did not make
                 key_path(directory).unlink()
             with contextlib.suppress(OSError):
                 (directory / ID_FILE).unlink()
@@ -182,6 +183,7 @@ def configured_pipeline(directory: Path, settings: Settings) -> Iterator[Output]
         except exceptions.OptionsError as e:
             raise RecordingError(str(e)) from e
         output = Output(directory, opts, recorder.pipeline)
+        recorder.pipeline.on_write_error = output.write_failed
         try:
             yield output
         finally:
@@ -196,7 +198,11 @@ def _into(settings: Settings, directory: Path) -> Settings:
 
 
 def _finished(pipeline: Pipeline, directory: Path, report: Imported) -> None:
-    pipeline.finish()
+    try:
+        pipeline.finish()
+    except RecordingError:  # a session that cannot be written (Output.write_failed): the input still holds it all
+        pipeline.discard()
+        raise
     if pipeline.journal_failed:
         raise RecordingError(f"{directory}: the crash journal could not be written; the import is incomplete")
     report.imported = pipeline.flows
@@ -395,8 +401,7 @@ def main(argv: list[str] | None = None) -> int:
         if report.damaged:
             raise DamagedInput(report.damaged)  # after the summary: what came before the damage is imported
     except ReplayError as e:
-        print(f"error: {one_line(str(e))}", file=sys.stderr)
-        return e.exit_code
+        return report_error(e)
     return 0
 
 

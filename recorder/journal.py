@@ -50,14 +50,10 @@ import orjson
 from recorder.records import Exchange, exchange_from_fields, request_fields, request_line, spliced, timing, validated
 from recorder.sessionizer import ClientKey
 from recorder.writer import default_head, write_exchanges
-from traffic_replay.errors import RecordingError
+from traffic_replay.errors import JournalError, RecordingError, report_error
 
 JOURNAL_DIR = ".journal"
 JOURNAL_VERSION = 2
-
-
-class JournalError(RecordingError):
-    """The journal cannot be written or read: the recording is not safe."""
 
 
 def _tuples(value: Any) -> Any:
@@ -414,8 +410,7 @@ def main(argv: list[str] | None = None) -> int:
                                else f"{directory}: not a directory")
         report = recover(directory)
     except RecordingError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return e.exit_code
+        return report_error(e)
     if not report.journals:
         print(f"replay: nothing to recover in {directory}/ (no interrupted recording)", file=sys.stderr)
     else:

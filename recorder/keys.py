@@ -28,6 +28,8 @@ import stat
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+from traffic_replay.errors import RedactionKeyError
+
 __all__ = ["ID_FILE", "LEGACY_KEY_FILE", "RedactionKeyError", "key_path", "keys_dir", "load_key", "recording_id"]
 
 ID_FILE = ".recording-id"
@@ -38,10 +40,6 @@ KEY_BYTES = 32
 
 _ID = re.compile(r"[0-9a-f]{32}")
 _KEY = re.compile(r"[0-9a-fA-F]{64}")
-
-
-class RedactionKeyError(ValueError):
-    """A key or recording id that cannot be read, created or used: one line, naming the file."""
 
 
 def config_home(environ: Mapping[str, str] = os.environ) -> Path:

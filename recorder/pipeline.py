@@ -31,12 +31,13 @@ from pathlib import Path
 from typing import NamedTuple, TypeVar
 
 from recorder.filters import FlowFilter
-from recorder.journal import Journal, JournalError, Recovered, Spilled, recover
+from recorder.journal import Journal, Recovered, Spilled, recover
 from recorder.records import Exchange, ResponseData, body_data
 from recorder.redaction import Redactor
 from recorder.sessionizer import ClientKey, Closed, Sessionizer
 from recorder.sessionkeys import Keyed, KeySpec, key_for
 from recorder.writer import client_head, write_lines
+from traffic_replay.errors import JournalError
 from traffic_replay.format import Header, Session
 
 __all__ = ["Captured", "Counts", "Pipeline"]
@@ -114,6 +115,8 @@ class Pipeline:
         """The session a closed one is written as, before its requests (``t0``: its first request's start)."""
         self.on_written: Callable[[Path], None] | None = None
         self.on_journal_error: Callable[[JournalError], None] | None = None
+        self.on_write_error: Callable[[str, OSError], None] | None = None
+        """Told of a session file that could not be written (an import stops there); else it is logged."""
         """Called once when the journal fails (after which nothing more is journaled): a live recorder stops."""
         self.journal: Journal | None = None
         self.journal_failed = False
@@ -227,6 +230,9 @@ class Pipeline:
             self._failed(e)
             return
         except OSError as e:
+            if self.on_write_error is not None:
+                self.on_write_error(closed.id, e)
+                return
             # Losing a session silently would betray the user: say it loudly and keep running.
             logger.error(f"replay: could not write session {closed.id} to {self.directory}: {e}"
                          " (it stays in the crash journal: `replay recover` writes it later)")

@@ -18,7 +18,6 @@ one process, ``--processes`` and real workers load through the same path.
 from __future__ import annotations
 
 import logging
-import sys
 from typing import Any
 
 import gevent
@@ -33,7 +32,7 @@ from replayer.shipping import Shipping
 from replayer.user import ReplayUser
 from replayer.watching import Watch
 from replayer.webui import add_sessions_tab
-from traffic_replay.errors import ReplayError
+from traffic_replay.errors import ReplayError, exit_with
 from traffic_replay.payload import Payload, read_workload, take_over
 from traffic_replay.settings import Settings
 from traffic_replay.summary import Summary
@@ -43,19 +42,12 @@ __all__ = ["ReplayUser"]
 logger = logging.getLogger(__name__)
 
 
-def _fail(error: ReplayError) -> None:
-    for line in str(error).splitlines():
-        print(f"error: {line}", file=sys.stderr, flush=True)
-    sys.exit(error.exit_code)
-
-
 def _payload(settings: Settings) -> Payload:
     """What ``replay run`` read and handed over, or (under plain ``locust``) the inputs read here, once."""
     try:
         return take_over() or Payload.of(read_workload(settings))
     except ReplayError as e:
-        _fail(e)
-        raise  # unreachable: _fail exits
+        exit_with(e)
 
 
 def _configure_users(replay: Replay) -> None:
@@ -81,7 +73,7 @@ def _ship(environment: Environment, runner: Runner, settings: Settings) -> Shipp
         try:
             serve_metrics(environment, log, settings)
         except ReplayError as e:
-            _fail(e)
+            exit_with(e)
     environment.events.quitting.add_listener(
         lambda environment, **kw: report(environment, log, settings, shipping.payload, shipping.workers(),
                                          watch.samples))
@@ -97,7 +89,10 @@ def _receive(environment: Environment, runner: Runner, settings: Settings) -> Re
 
 
 def _on_init(environment: Environment, **_kwargs: Any) -> None:
-    settings = Settings.of_process()
+    try:
+        settings = Settings.of_process()
+    except ReplayError as e:  # a bad REPLAY_* variable under plain locust: one line, not a traceback
+        exit_with(e)
     logging.getLogger("replayer").setLevel(logging.DEBUG if settings.debug else logging.INFO)
     if environment.host is None and settings.host:
         environment.host = settings.host
@@ -109,10 +104,10 @@ def _on_init(environment: Environment, **_kwargs: Any) -> None:
         _receive(environment, runner, settings).ask_for_payload()
     elif isinstance(runner, LocalRunner):
         _ship(environment, runner, settings)
-        _receive(environment, runner, settings).ask_for_payload()  # answered in-process, before this returns
-        replay = ReplayUser.replay
-        if not replay.ready.is_set():
-            sys.exit(2)  # the reason was logged as it failed
+        receiving = _receive(environment, runner, settings)
+        receiving.ask_for_payload()  # answered in-process, before this returns
+        if receiving.failed is not None:
+            exit_with(receiving.failed)
         # gevent's loop caches "now"; Locust arms its --run-time timer right after this listener, and
         # with the time spent loading still unaccounted the timer would fire that much too early.
         gevent.get_hub().loop.update_now()

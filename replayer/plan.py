@@ -14,7 +14,7 @@ from rich.table import Table
 
 from replayer.loading import prepare_workload
 from replayer.prepared import PreparedSession
-from traffic_replay.errors import ReplayError
+from traffic_replay.errors import ReplayError, report_error
 from traffic_replay.payload import read_workload, take_over
 from traffic_replay.settings import Settings
 
@@ -58,8 +58,7 @@ def main() -> int:
         payload = take_over()
         sessions = prepare_workload(payload.open() if payload is not None else read_workload(settings))
     except ReplayError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return e.exit_code
+        return report_error(e)
     render_plan(sessions, settings.host or "", Console(width=None if sys.stdout.isatty() else 160))
     return 0
 

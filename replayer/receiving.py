@@ -43,6 +43,8 @@ class Receiving:
         self.on_loaded = on_loaded
         self.asks = count()
         self.waiting: dict[int, AsyncResult] = {}
+        self.failed: ReplayError | None = None
+        """Why the payload could not be loaded here (logged as it failed)."""
         runner.register_message(PAYLOAD, self.on_payload)
         runner.register_message(SLOT, self.on_slot)
         if isinstance(runner, WorkerRunner):
@@ -59,7 +61,9 @@ class Receiving:
             self.replay.load(payload.open(self.local), environment.host)
             self.on_loaded(self.replay)
         except ReplayError as e:
-            logger.error(f"error: {e}")
+            self.failed = e
+            if isinstance(self.runner, WorkerRunner):  # a local run reports it once, as it exits (locustfile)
+                logger.error(f"error: {e}")
             self.runner.send_message(READY, {"error": str(e)})
             return
         self.runner.send_message(READY, {"digest": payload.digest})

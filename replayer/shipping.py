@@ -23,7 +23,7 @@ from typing import Any
 import gevent
 from locust.env import Environment
 from locust.rpc import Message
-from locust.runners import STATE_MISSING, STATE_RUNNING, STATE_SPAWNING, MasterRunner, Runner, WorkerNodes
+from locust.runners import STATE_MISSING, STATE_RUNNING, STATE_SPAWNING, LocalRunner, MasterRunner, Runner, WorkerNodes
 
 from replayer.slots import Slots
 from traffic_replay.payload import Payload
@@ -96,7 +96,8 @@ class Shipping:
 
     def on_ready(self, environment: Environment, msg: Message, **_kw: Any) -> None:
         if error := msg.data.get("error"):
-            logger.error(f"worker {msg.node_id} cannot replay: {error}")
+            if not isinstance(self.runner, LocalRunner):  # a local run's own error: the locustfile reports it
+                logger.error(f"worker {msg.node_id} cannot replay: {error}")
             return
         if msg.data.get("digest") != self.payload.digest:
             logger.error(f"worker {msg.node_id} holds another payload than this master's; it gets no users")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import socket
 import subprocess
 import sys
@@ -85,3 +87,30 @@ def test_listening_on_every_interface_is_a_warning(taken: int, tmp_path: Path) -
         "warning: the recording proxy listens on all interfaces (0.0.0.0): anyone who can reach this machine can "
         "use it; --listen-host 127.0.0.1 keeps it to this machine",
         f"error: --listen-port {taken} on 0.0.0.0: address in use"]
+
+
+def test_plain_locust_without_a_target_is_one_error_line_and_exit_2(tmp_path: Path) -> None:
+    entry = {"startedDateTime": "2026-01-02T10:00:00.000Z", "time": 5,
+             "request": {"method": "GET", "url": "http://shop.example/a", "httpVersion": "HTTP/1.1", "headers": []},
+             "response": {"status": 200, "statusText": "OK", "headers": [],
+                          "content": {"size": 2, "mimeType": "text/plain", "text": "ok"}}}
+    (tmp_path / "a.har").write_text(json.dumps({"log": {"version": "1.2", "entries": [entry]}}))
+    env = {k: v for k, v in os.environ.items() if k not in ("REPLAY_HOST", "BASE_URL", "LOCUST_HOST")}
+    env |= {"XDG_CONFIG_HOME": str(tmp_path / "config"), "REPLAY_RECORDINGS": str(tmp_path / "rec")}
+    subprocess.run([sys.executable, "-m", "recorder.importer", str(tmp_path / "a.har"), "-o", str(tmp_path / "rec")],
+                   capture_output=True, check=True, timeout=40, cwd=REPO_ROOT, env=env)
+    done = subprocess.run([sys.executable, "-m", "locust", "-f", "replayer/locustfile.py", "--headless", "-u", "1",
+                           "-t", "1s"], capture_output=True, text=True, timeout=40, cwd=REPO_ROOT, env=env)
+    errors = [line for line in done.stderr.splitlines() if "error" in line.lower()]
+    assert done.returncode == 2, done.stderr
+    assert errors == ["error: no target: pass --host URL (or set REPLAY_HOST or BASE_URL)"], done.stderr
+
+
+def test_plain_locust_with_a_bad_replay_variable_is_one_error_line_and_exit_2() -> None:
+    done = subprocess.run([sys.executable, "-m", "locust", "-f", "replayer/locustfile.py", "--headless", "-u", "1",
+                           "-t", "1s"], capture_output=True, text=True, timeout=40, cwd=REPO_ROOT,
+                          env={**os.environ, "REPLAY_HOST": "not a url", "REPLAY_RECORDINGS": RECORDINGS})
+    errors = [line for line in done.stderr.splitlines() if "error" in line.lower()]
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert errors == ["error: setting 'host' (--host, REPLAY_HOST): 'not a url' is not an http(s) URL like "
+                      "http://127.0.0.1:8000"], done.stderr

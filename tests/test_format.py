@@ -8,10 +8,9 @@ import msgspec
 import orjson
 import pytest
 
-from traffic_replay.errors import RecordingError, SessionFileError
+from traffic_replay.errors import RecordingError, RecordingsInvalid, SessionFileError
 from traffic_replay.format import (
     Body,
-    RecordingsInvalid,
     Session,
     load_recordings,
     load_session,

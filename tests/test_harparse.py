@@ -16,8 +16,9 @@ import pytest
 from test_har import entry, firefox_har
 
 from recorder import harparse
-from recorder.har import HarError, HarFile, Invalid
+from recorder.har import HarFile, Invalid
 from recorder.importer import _har_item
+from traffic_replay.errors import HarError
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from big_har import entry as generated_entry  # noqa: E402

@@ -337,3 +337,25 @@ def test_a_flow_file_cut_short_keeps_the_flows_before_the_cut(tmp_path: Path) ->
     code, err, _ = run(cut, "-o", tmp_path / "rec2")
     assert code == 2 and len(err) == 1 and err[0].startswith(f"error: {cut}: not a mitmproxy flow file")
     assert not (tmp_path / "rec2").exists()
+
+
+def test_a_session_that_cannot_be_written_is_one_line_and_a_failed_import(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from recorder import pipeline
+
+    pages = [{"id": p, "startedDateTime": "2026-01-02T10:00:00.000Z", "title": p} for p in ("p1", "p2", "p3")]
+    har = har_file(tmp_path, [entry(f"http://shop.example/{p}", pageref=p) for p in ("p1", "p2", "p3")], pages=pages)
+    real, calls = pipeline.write_lines, []
+
+    def full_disk(*args: Any, **kwargs: Any) -> Path:
+        calls.append(1)
+        if len(calls) == 2:
+            raise OSError(28, "No space left on device")
+        return real(*args, **kwargs)
+    monkeypatch.setattr(pipeline, "write_lines", full_disk)
+    code, err, out = run(har, "-o", tmp_path / "rec", "--per", "page")
+    assert code == 2 and out == [], err
+    assert len(err) == 1 and err[0].startswith(f"error: {tmp_path / 'rec'}: cannot write session "), err
+    assert err[0].endswith(": No space left on device; the import stopped after 1 sessions")
+    assert len(load_recordings(tmp_path / "rec")) == 1  # what was written before stays
+    assert not (tmp_path / "rec" / ".journal").exists() or not any((tmp_path / "rec" / ".journal").iterdir())

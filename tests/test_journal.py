@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 from pathlib import Path
 
 import orjson
@@ -13,10 +14,11 @@ from mitmproxy import exceptions
 from mitmproxy.test import taddons
 
 from recorder.addon import Recorder
-from recorder.journal import JOURNAL_DIR, Journal, JournalError, Spilled, read_journal, recover
+from recorder.journal import JOURNAL_DIR, Journal, Spilled, read_journal, recover
 from recorder.journal import main as journal_main
 from recorder.records import ResponseData, body_data
 from recorder.sessionizer import Closed, Exchange, Sessionizer
+from traffic_replay.errors import JournalError
 from traffic_replay.format import load_recordings, write_session
 
 pytestmark = pytest.mark.timeout(30)
@@ -256,3 +258,28 @@ def test_replay_recover_says_what_it_did(tmp_path: Path, capsys: pytest.CaptureF
     out = capsys.readouterr()
     assert "recovered 1 requests in 1 sessions" in out.err
     assert out.out.strip() == str(tmp_path / "20260101T000000-abcd1234.json")
+
+
+def test_a_hostile_journal_session_id_is_one_line_and_no_start(tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    killed = Recorder()
+    with taddons.context(killed) as tctx:
+        tctx.configure(killed, replay_dir=str(tmp_path))
+        killed.response(timed_flow(b"/one", 100.0))
+        assert killed.pipeline.journal is not None
+        crash(killed.pipeline.journal)
+    [path] = journals(tmp_path)
+    path.write_text(path.read_text().replace('"s":"19700101T000140-', '"s":"../../escaped-'))
+
+    restarted = Recorder()
+    with taddons.context(restarted) as tctx:
+        tctx.configure(restarted, replay_dir=str(tmp_path))
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as exit_info:
+            restarted.running()  # the writer refuses the id: a RecordingError, not mitmproxy's traceback
+        assert exit_info.value.code == 1
+        tctx.master.event_loop.run_until_complete(restarted.done())  # nothing to say after a failed start
+    err = capsys.readouterr().err.splitlines()
+    refused = r"error: session id '\.\./\.\./escaped-\w+' cannot name a session file"
+    assert len(err) == 1 and re.fullmatch(refused, err[0]), err
+    assert list(tmp_path.glob("*.json")) == [] and not list(tmp_path.parent.glob("escaped-*"))

@@ -15,8 +15,9 @@ from pathlib import Path
 import orjson
 import pytest
 
-from recorder.keys import ID_FILE, LEGACY_KEY_FILE, RedactionKeyError, config_home, key_path, keys_dir, load_key
+from recorder.keys import ID_FILE, LEGACY_KEY_FILE, config_home, key_path, keys_dir, load_key
 from recorder.redaction import Redactor
+from traffic_replay.errors import RedactionKeyError
 from traffic_replay.format import load_recordings
 
 from processes import REPO_ROOT

@@ -10,9 +10,9 @@ from pathlib import Path
 import orjson
 import pytest
 
-from traffic_replay.errors import ConfigError, RecordingError
+from traffic_replay.errors import ConfigError, PayloadError, RecordingError
 from traffic_replay.format import write_session
-from traffic_replay.payload import Payload, PayloadError, hand_over, read_workload, take_over
+from traffic_replay.payload import Payload, hand_over, read_workload, take_over
 from traffic_replay.settings import Settings
 
 from factories import make_request, make_session

@@ -30,7 +30,7 @@ from typing import Annotated, Any, Literal, TypeVar
 import msgspec
 from msgspec import Meta, Struct, field
 
-from traffic_replay.errors import RecordingError, SessionFileError
+from traffic_replay.errors import RecordingError, RecordingsInvalid, SessionFileError
 
 FORMAT_VERSION: Literal[1] = 1
 
@@ -277,14 +277,6 @@ def load_session(path: Path, shared: _Shared | None = None) -> Session:
     for request in session.requests:
         shared.request(request)
     return session
-
-
-class RecordingsInvalid(RecordingError):
-    """Some session files of a directory are invalid; each is one line of the message."""
-
-    def __init__(self, problems: list[SessionFileError]) -> None:
-        self.problems = problems
-        super().__init__("\n".join(str(p) for p in problems))
 
 
 def session_files(directory: Path) -> list[Path]:

@@ -25,7 +25,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from traffic_replay.correlation import Rule, load_rules
 from traffic_replay.correlation.secrets import describe_missing, missing_secrets, needed_secrets
-from traffic_replay.errors import ConfigError
+from traffic_replay.errors import ConfigError, PayloadError
 from traffic_replay.format import Session, decode_sessions, load_recordings
 from traffic_replay.naming import StatsNamer
 from traffic_replay.recorded import recorded_endpoints
@@ -64,10 +64,6 @@ class _Received(msgspec.Struct, forbid_unknown_fields=True):
     rules: list[dict[str, Any]]
     rows: list[dict[str, str]]
     secrets: dict[str, str]
-
-
-class PayloadError(ConfigError):
-    """A payload that did not arrive whole, or that this version cannot read."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,10 +17,11 @@ import re
 from collections.abc import Callable, Collection
 from typing import Literal, NamedTuple
 
+from traffic_replay.errors import THRESHOLD_BROKE
 from traffic_replay.summary import EndpointStats, Summary, ThresholdVerdict
 
-EXIT_CODE = 4
-"""The exit code of a run that broke a threshold (0 ok, 1 failed requests, 2 bad input, 3 target unreachable)."""
+EXIT_CODE = THRESHOLD_BROKE
+"""The exit code of a run that broke a threshold (the table of them all: ``traffic_replay.errors``)."""
 
 Kind = Literal["latency", "ratio", "count", "rate"]
 Scope = Literal["endpoint", "session"]

@@ -14,8 +14,8 @@ from typing import Any
 import typer
 
 from traffic_replay.cli import importing, inspecting, recording, replaying  # noqa: F401  (they register the commands)
-from traffic_replay.cli.app import app, err
-from traffic_replay.errors import ReplayError
+from traffic_replay.cli.app import app
+from traffic_replay.errors import INTERRUPTED, OK, ConfigError, InternalError, ReplayError, exit_with
 
 __all__ = ["app", "main"]
 
@@ -33,21 +33,15 @@ def main() -> None:
         if debug:
             raise
         command = e.ctx.command_path if e.ctx is not None else "replay"
-        err.print(f"error: {e.format_message()} (see {command} --help)", highlight=False, markup=False,
-                  soft_wrap=True)
-        sys.exit(e.exit_code)
+        exit_with(ConfigError(f"{e.format_message()} (see {command} --help)"))  # Click's code for it is 2 too
     except typer.Abort:
-        sys.exit(130)
+        sys.exit(INTERRUPTED)
     except ReplayError as e:
         if debug:
             raise
-        for line in str(e).splitlines():
-            err.print(f"error: {line}", highlight=False, markup=False, soft_wrap=True)
-        sys.exit(e.exit_code)
+        exit_with(e)
     except Exception as e:  # a bug: still one line unless --debug
         if debug:
             raise
-        err.print(f"error: internal error: {e!r} (run with --debug for the traceback)", highlight=False, markup=False,
-                  soft_wrap=True)
-        sys.exit(1)
-    sys.exit(code if isinstance(code, int) else 0)
+        exit_with(InternalError(e))
+    sys.exit(code if isinstance(code, int) else OK)
