@@ -40,17 +40,8 @@ from mitmproxy import exceptions, hooks, http, io, master, options
 
 from recorder.addon import Recorder, recorder_options
 from recorder.exchange import NON_HTTP, WEBSOCKET, captured, failure_reason
-from recorder.har import (
-    INVALID,
-    Grouping,
-    HarFile,
-    Invalid,
-    entry_captured,
-    entry_url,
-    group_id,
-    open_regular,
-    page_key,
-)
+from recorder.har import Grouping, HarFile, entry_url, group_id, open_regular, page_key
+from recorder.harentry import INVALID, Invalid, entry_captured
 from recorder.journal import JOURNAL_DIR
 from recorder.keys import ID_FILE, key_path
 from recorder.pipeline import Captured, Pipeline

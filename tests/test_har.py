@@ -10,7 +10,8 @@ import orjson
 import pytest
 
 from recorder.filters import FlowFilter
-from recorder.har import INVALID, NO_RESPONSE, NOT_HTTP, WEBSOCKET, group_id, load_har
+from recorder.har import group_id, load_har
+from recorder.harentry import INVALID, NO_RESPONSE, NOT_HTTP, WEBSOCKET
 from recorder.records import request_fields
 from recorder.redaction import Redactor
 from traffic_replay.errors import HarError

@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_import_bad_input import flow_file
 
-from recorder.har import INVALID
+from recorder.harentry import INVALID
 from recorder.importer import main
 from traffic_replay.format import load_recordings
 

@@ -16,7 +16,8 @@ import pytest
 from test_har import entry, firefox_har
 
 from recorder import harparse
-from recorder.har import HarFile, Invalid
+from recorder.har import HarFile
+from recorder.harentry import Invalid
 from recorder.importer import _har_item
 from traffic_replay.errors import HarError
 
