@@ -27,7 +27,7 @@ from locust.runners import LocalRunner, MasterRunner, Runner, WorkerRunner
 
 from replayer.loading import Replay
 from replayer.receiving import Receiving
-from replayer.report import build_summary, report
+from replayer.report import build_summary, report, session_rows
 from replayer.shipping import Shipping
 from replayer.user import ReplayUser
 from replayer.watching import Watch
@@ -66,7 +66,7 @@ def _ship(environment: Environment, runner: Runner, settings: Settings) -> Shipp
     def summary() -> Summary:
         return build_summary(environment, log, shipping.workers())
     watch = Watch(environment, log, settings, summary)
-    add_sessions_tab(environment, lambda: summary().session_rows)
+    add_sessions_tab(environment, lambda: session_rows(log))  # not the whole summary at every poll
     if settings.prometheus_port is not None:
         from replayer.metrics import serve_metrics
 

@@ -52,7 +52,8 @@ def _intended(row: EndpointStats, histogram: dict[int, int] | None) -> EndpointS
                                   "intended_p99_ms": percentile(histogram, 0.99)})
 
 
-def _session_rows(log: RunLog) -> list[SessionRow]:
+def session_rows(log: RunLog) -> list[SessionRow]:
+    """One row per recorded session: the Sessions tab and the summary."""
     rows = []
     for name, t in sorted(log.sessions.items()):
         d = t.divergence
@@ -90,7 +91,7 @@ def build_summary(environment: Environment, log: RunLog, workers: WorkerStats | 
         unsourced=[UnsourcedValue(session=session, step=step, value=value, occurrences=count)
                    for (session, step, value), count in sorted(log.unsourced.items())],
         workers=workers,
-        session_rows=_session_rows(log),
+        session_rows=session_rows(log),
     )
 
 
