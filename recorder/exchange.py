@@ -7,6 +7,8 @@ the one place that says why a flow cannot be recorded at all (a WebSocket, a fai
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 from mitmproxy import http
 
 from recorder.filters import HOST_NOT_ALLOWED, FlowFilter
@@ -26,6 +28,19 @@ def _headers(headers: http.Headers) -> list[Header]:
     return [(k.decode("utf-8", "replace"), v.decode("utf-8", "replace")) for k, v in headers.fields]
 
 
+_ASCII = "".join(map(chr, range(0x21, 0x7F)))
+
+
+def _path(raw: bytes) -> str:
+    """The path as text a session file can hold: mitmproxy's ``path`` keeps bytes that are not
+    UTF-8 as lone surrogates, which no JSON can hold. Those are kept as their percent-escapes,
+    which a server decodes to the same bytes; the rest as sent."""
+    try:
+        return raw.decode()
+    except UnicodeDecodeError:
+        return quote(raw, safe=_ASCII)
+
+
 def captured(flow: http.HTTPFlow, with_url: bool = True) -> Captured:
     """What a finished flow (it must have a response) sent and got; ``with_url`` for ``--exclude`` filters."""
     req, resp = flow.request, flow.response
@@ -36,9 +51,10 @@ def captured(flow: http.HTTPFlow, with_url: bool = True) -> Captured:
     headers = req.headers
     return Captured(
         (flow.client_conn.peername[0], headers.get("user-agent", "")),
-        req.timestamp_start, request_end, finished, req.method.upper(), req.scheme, req.host, req.port, req.path,
+        req.timestamp_start, request_end, finished, req.method.upper(), req.scheme, req.host, req.port,
+        _path(req.data.path),
         req.url if with_url else "", req.http_version, _headers(headers), raw, headers.get("content-type"),
-        resp.status_code, resp.reason, _headers(resp.headers),
+        resp.status_code, resp.data.reason.decode("utf-8", "replace"), _headers(resp.headers),
         # Response bodies are kept decoded (gzip removed) because correlation reads them.
         resp.get_content(strict=False) or b"", resp.headers.get("content-type"),
         round(max(finished - request_end, 0.0) * 1000, 3),

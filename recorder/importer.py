@@ -65,6 +65,7 @@ JOURNAL_BATCH = 1 << 20
 
 
 SHOWN = 5
+INVALID_FLOW = "not a valid flow"
 """Invalid entries named in full, in the summary and in the error of an import that keeps nothing; the rest counted."""
 
 
@@ -82,11 +83,12 @@ class Imported:
     """The first ``SHOWN`` invalid HAR entries, each as ``entry N: what is wrong`` (N from 1)."""
     invalid_count: int = 0
 
-    def add_invalid(self, number: int, what: str) -> None:
+    def add_invalid(self, item: str, what: str, reason: str = INVALID) -> None:
+        """``item`` (``entry 17``, ``flow 3``) skipped as invalid (``reason``): ``what`` is wrong with it."""
         self.invalid_count += 1
         if len(self.invalid) < SHOWN:
-            self.invalid.append(f"entry {number}: {what}")
-        self.skipped.append((f"entry {number}", INVALID))
+            self.invalid.append(f"{item}: {what}")
+        self.skipped.append((item, reason))
 
 
 class Output:
@@ -205,6 +207,7 @@ def import_flows(path: Path, directory: Path, settings: Settings) -> Imported:
     report = Imported()
     with fh, configured_pipeline(directory, settings) as output:
         output.pipeline.on_written = report.sessions.append
+        output.pipeline.check = True  # a damaged file's flow can hold what no session may
         try:
             for flow in _flows(fh, path, report):
                 _feed(output, flow, report)
@@ -248,7 +251,11 @@ def _feed(output: Output, flow: Any, report: Imported) -> None:
         report.skipped.append((flow.type, f"not HTTP ({flow.type})"))
         return
     if flow.websocket is None and flow.response is not None:
-        reason = output.feed(captured(flow))  # counted by the pipeline if skipped
+        try:
+            reason = output.feed(captured(flow))  # counted by the pipeline if skipped
+        except ValueError as e:  # what a damaged file can hold and a session cannot (the pipeline checks)
+            report.add_invalid(f"flow {report.items}", str(e), INVALID_FLOW)
+            return
     else:
         reason = WEBSOCKET if flow.websocket is not None else failure_reason(flow, pipeline.filter)
         if reason is not None:
@@ -293,7 +300,7 @@ def import_har(path: Path, directory: Path, settings: Settings, per: Grouping, h
         try:
             for group, item, url in entries:
                 if isinstance(item, Invalid):
-                    report.add_invalid(har.count, item.what)  # the count so far: this entry's number
+                    report.add_invalid(f"entry {har.count}", item.what)  # the count so far: this entry's number
                     continue
                 reason = item if isinstance(item, str) else output.feed(item, Keyed(("page", group)))
                 if reason is not None:
@@ -342,7 +349,7 @@ def nothing_imported(report: Imported, source: Path, unit: str, note: str | None
     if not report.items:
         return f"{source}: no request could be imported (no {unit} in it{'; ' + note if note else ''})"
     parts = [f"{count} {reason}" for reason, count in Counter(
-        reason for _, reason in report.skipped if reason != INVALID).most_common()]
+        reason for _, reason in report.skipped if reason not in (INVALID, INVALID_FLOW)).most_common()]
     parts += report.invalid
     if report.invalid_count > len(report.invalid):
         parts.append(f"and {report.invalid_count - len(report.invalid)} more invalid entries")

@@ -18,7 +18,9 @@ For every ``feed``:
    (``recorder.writer``), and the journal is told.
 
 Nothing is validated per exchange: the exchanges are made here from plain values, and
-the session files they become are the format's own layout.
+the session files they become are the format's own layout. An importer of a file that
+may hold anything (a damaged flow file) sets ``check``: each exchange is then validated
+against the format (``records.validated``) before it is kept.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from typing import NamedTuple, TypeVar
 
 from recorder.filters import FlowFilter
 from recorder.journal import Journal, Recovered, Spilled, recover
-from recorder.records import Exchange, ResponseData, body_data
+from recorder.records import Exchange, ResponseData, body_data, validated
 from recorder.redaction import Redactor
 from recorder.sessionizer import ClientKey, Closed, Sessionizer
 from recorder.sessionkeys import Keyed, KeySpec, key_for
@@ -120,6 +122,8 @@ class Pipeline:
         """Called once when the journal fails (after which nothing more is journaled): a live recorder stops."""
         self.journal: Journal | None = None
         self.journal_failed = False
+        self.check = False
+        """Validate each exchange against the format before it is kept (``feed`` raises ``ValueError``)."""
         self.flows = self.bytes = self.written = self.skipped = 0
         self.skips: Counter[str] = Counter()
         """Exchanges not recorded, by reason."""
@@ -127,15 +131,20 @@ class Pipeline:
     # --- per exchange -------------------------------------------------------------------
 
     def feed(self, item: Captured, keyed: Keyed | None = None) -> str | None:
-        """Record ``item`` (into ``keyed``'s session if given); the reason if it is skipped, else ``None``."""
+        """Record ``item`` (into ``keyed``'s session if given); the reason if it is skipped, else ``None``.
+
+        With ``check``, a ``ValueError`` naming the field if the format would refuse it.
+        """
         if self.filter.active:
             reason = self.filter.skip_reason(item.host, item.port, item.url, item.path, item.response_type)
             if reason is not None:
                 self.skip(reason)
                 return reason
+        exchange = self.exchange(item)
+        if self.check:
+            validated(exchange)  # raises before anything holds it
         if keyed is None:
             keyed = self.session_key(item)
-        exchange = self.exchange(item)
         self.flows += 1
         self.bytes += (exchange.body.size if exchange.body else 0) + (
             exchange.response.body.size if exchange.response.body else 0)

@@ -21,7 +21,7 @@ from typing import Any, Literal, NamedTuple
 import msgspec
 import orjson
 
-from traffic_replay.format import Header, Request, Session, dump_session
+from traffic_replay.format import Header, Request, Session, describe_error, dump_session
 
 __all__ = ["BodyData", "Exchange", "ResponseData", "body_data", "exchange_from_fields", "file_bytes", "head_bytes",
            "request_fields", "request_line", "spliced", "timing", "validated"]
@@ -175,11 +175,30 @@ def validated(exchange: Exchange) -> Exchange:
     """``exchange`` if the format accepts it as a request; ``ValueError`` naming the field if not.
 
     The format's structs do not check types when built by keyword, so the fields go
-    through ``msgspec.convert``: the same checks as a session file's decoding.
+    through ``msgspec.convert``: the same checks as a session file's decoding. Text that
+    JSON cannot hold (a lone surrogate, from bytes that were not UTF-8) is refused too.
     """
     offset_ms, duration_ms = timing(exchange.started, exchange.finished, exchange.started)
+    fields = {"offset_ms": offset_ms, "duration_ms": duration_ms, **request_fields(exchange)}
     try:
-        msgspec.convert({"offset_ms": offset_ms, "duration_ms": duration_ms, **request_fields(exchange)}, Request)
+        msgspec.convert(fields, Request)
     except msgspec.ValidationError as e:
-        raise ValueError(str(e)) from e
+        raise ValueError(describe_error(e)) from e
+    if (where := _unencodable(fields, "")) is not None:
+        raise ValueError(f"field '{where}': not valid Unicode (bytes that are not UTF-8)")
     return exchange
+
+
+def _unencodable(value: object, path: str) -> str | None:
+    """The path of the first string in ``value`` that is not valid UTF-8 once encoded, if any."""
+    if isinstance(value, str):
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            return path
+        return None
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list | tuple) else ()
+    for key, item in items:
+        if (found := _unencodable(item, f"{path}.{key}" if path else str(key))) is not None:
+            return found
+    return None

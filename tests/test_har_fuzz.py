@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,9 @@ from traffic_replay.format import load_recordings
 
 pytestmark = pytest.mark.timeout(180)
 
-FUZZ = settings(max_examples=150, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+# FUZZ_EXAMPLES=2000 for a longer hunt than CI's.
+FUZZ = settings(max_examples=int(os.environ.get("FUZZ_EXAMPLES", 150)), deadline=None, database=None,
+                suppress_health_check=[HealthCheck.too_slow])
 
 ODD_TEXT = ["", " ", "\x00", "a\x00b", "\ud800", "é☃😀", "\u2028", "\n", "../../etc/passwd", "/abs/path", "..",
             "http://[::1", "http://h:0/", "http://h:65536/", "https://é.example/ä?x=\n", "ftp://x/", "data:,x",

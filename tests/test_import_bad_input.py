@@ -359,3 +359,26 @@ def test_a_session_that_cannot_be_written_is_one_line_and_a_failed_import(tmp_pa
     assert err[0].endswith(": No space left on device; the import stopped after 1 sessions")
     assert len(load_recordings(tmp_path / "rec")) == 1  # what was written before stays
     assert not (tmp_path / "rec" / ".journal").exists() or not any((tmp_path / "rec" / ".journal").iterdir())
+
+
+def test_a_flow_a_session_could_not_hold_is_named_and_the_others_are_imported(tmp_path: Path) -> None:
+    # What hypothesis found in a flow file with one byte changed: a scheme of "\x00ttp", text
+    # that is not UTF-8. Each is an invalid flow, named; the file goes on. A path that is not
+    # UTF-8 is what a client may really send: it is kept, percent-escaped.
+    good = flow_file(tmp_path / "good.mitm", 5)
+    with good.open("rb") as fh:
+        flows = list(flowio.FlowReader(fh).stream())
+    flows[1].request.scheme = "\x00ttp"
+    flows[2].request.data.http_version = b"HTTP/1.\xff"
+    flows[3].request.data.path = b"/items/\xff"
+    bad = tmp_path / "bad.mitm"
+    with bad.open("wb") as fh:
+        for flow in flows:
+            flowio.FlowWriter(fh).add(flow)
+    code, err, out = run(bad, "-o", tmp_path / "rec")
+    assert code == 0 and len(out) == 1, err
+    assert err[0].startswith(f"replay: imported 3 of 5 requests from {bad}"), err
+    assert "  flow 2: field 'scheme': Invalid enum value '\\x00ttp'" in err, err
+    assert "  flow 3: field 'http_version': not valid Unicode (bytes that are not UTF-8)" in err, err
+    paths = [r.path for s in load_recordings(tmp_path / "rec") for r in s.requests]
+    assert paths == ["/items/0", "/items/%FF", "/items/4"]

@@ -121,3 +121,28 @@ def test_the_addon_runs_under_plain_mitmdump(demo_target: str, tmp_path: Path) -
         assert [r.path for s in load_recordings(out) for r in s.requests] == ["/api/items/3"]
     finally:
         stop_process(proc)
+
+
+def test_bytes_that_are_not_utf8_in_a_path_or_header_are_recorded_not_lost(demo_target: str, tmp_path: Path) -> None:
+    # A client may send raw bytes that are not UTF-8; before, the one such request made the
+    # journal fail and lost its whole session, the good requests with it, at Ctrl-C.
+    import socket
+
+    out = tmp_path / "rec"
+    proc, port = _record(out, "--mode", f"reverse:{demo_target}")
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+            raw.sendall(b"GET /items?q=caf\xe9 HTTP/1.1\r\nHost: x\r\nUser-Agent: raw/1\r\nX-Name: caf\xe9\r\n"
+                        b"Connection: close\r\n\r\n")
+            status = int(raw.recv(64).split(b" ")[1])  # the demo's own answer to it (a 500 today)
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", trust_env=False,
+                          headers={"User-Agent": "raw/1"}) as client:
+            assert client.get("/items").status_code == 200
+        proc.send_signal(signal.SIGINT)  # type: ignore[attr-defined]
+        assert proc.wait(30) == 0  # type: ignore[attr-defined]
+    finally:
+        stop_process(proc)  # type: ignore[arg-type]
+    requests = [r for s in load_recordings(out) for r in s.requests]
+    assert [r.path for r in requests] == ["/items?q=caf%E9", "/items"]
+    assert dict(requests[0].headers)["X-Name"] == "caf\ufffd"
+    assert [r.response.status for r in requests if r.response] == [status, 200]
