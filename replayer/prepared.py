@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from itertools import accumulate
+from typing import TypeVar
 
 import orjson
 
@@ -72,7 +73,7 @@ class Step:
     __slots__ = ("index", "method", "url", "name", "headers", "body", "think", "expected", "session", "patch",
                  "extract", "skip", "recorded", "at", "overlaps")
 
-    def __init__(self, index: int, method: str, url: str, name: str, headers: dict[str, str], body: bytes | None,
+    def __init__(self, index: int, method: str, url: str, name: str, headers: Headers, body: bytes | None,
                  think: float, expected: int, session: str) -> None:
         self.index = index  # 1-based, as users count steps
         self.method = method
@@ -115,16 +116,40 @@ class PreparedSession:
         self.start = 0.0  # seconds after the first recorded session began (timeline model)
 
 
-def _headers(pairs: list[tuple[str, str]]) -> dict[str, str]:
-    merged: dict[str, str] = {}
-    for name, value in pairs:
-        if name.lower() in _DROPPED_HEADERS or name.startswith(":"):
-            continue
+_T = TypeVar("_T", bound=tuple[object, ...])
+
+
+class _Once:
+    """One object per equal tuple among a session's steps (their headers, a patch's header templates
+    and variables): most steps of a session send the same ones, and a step lives as long as the run."""
+
+    __slots__ = ("_seen",)
+
+    def __init__(self) -> None:
+        self._seen: dict[tuple[object, ...], tuple[object, ...]] = {}
+
+    def __call__(self, value: _T) -> _T:
+        return self._seen.setdefault(value, value)  # type: ignore[return-value]  # equal, so of the same type
+
+
+Headers = tuple[tuple[str, str], ...]
+"""A step's headers: the loader's own pairs (one object per pair that repeats across the recording).
+A dict per step would hold several times their size; the sender makes one per request anyway."""
+_ACCEPT_ENCODING = ("Accept-Encoding", "gzip, deflate, br")  # what Locust's own client would send
+
+
+def _headers(pairs: list[tuple[str, str]], once: _Once) -> Headers:
+    kept = [pair for pair in pairs if pair[0].lower() not in _DROPPED_HEADERS and not pair[0].startswith(":")]
+    names = {name for name, _ in kept}
+    if len(names) < len(kept):
         # A dict cannot repeat a name; joining with ", " is what HTTP says repeated fields mean.
-        merged[name] = f"{merged[name]}, {value}" if name in merged else value
-    if not any(name.lower() == "accept-encoding" for name in merged):
-        merged["Accept-Encoding"] = "gzip, deflate, br"  # what Locust's own client would send
-    return merged
+        merged: dict[str, str] = {}
+        for name, value in kept:
+            merged[name] = f"{merged[name]}, {value}" if name in merged else value
+        kept = list(merged.items())
+    if not any(name.lower() == "accept-encoding" for name in names):
+        kept.append(_ACCEPT_ENCODING)
+    return once(tuple(kept))
 
 
 _EXPECTED: dict[tuple[int, str | None, str, frozenset[str] | None], Expected] = {}
@@ -153,7 +178,7 @@ def _expected(request: Request) -> Expected | None:
     return found
 
 
-def _patch(step: Step, request: Request, uses: list[tuple[int, Use, str]], base: str) -> Patch:
+def _patch(step: Step, request: Request, uses: list[tuple[int, Use, str]], base: str, once: _Once) -> Patch:
     def holes(place: str, name: str = "") -> tuple[list[Needle], list[Span], list[Leaf]]:
         needles: list[Needle] = []
         spans: list[Span] = []
@@ -172,14 +197,15 @@ def _patch(step: Step, request: Request, uses: list[tuple[int, Use, str]], base:
     needles, spans, _ = holes("path")
     path = build_template(request.path, needles, spans)
     named = {use.name.lower() for _, use, _ in uses if use.place == "header"}
-    headers = tuple((name, t) for name, value in step.headers.items()
+    headers = tuple((name, t) for name, value in step.headers
                     if name.lower() in named and (t := build_template(value, holes("header", name)[0])) is not None)
     body = None
     if request.body is not None and request.body.encoding == "text":
         needles, spans, leaves = holes("body")
         body = (json_template(request.body.data, leaves, needles) if leaves
                 else build_template(request.body.data, needles, spans))
-    return Patch(base, path, headers, body, tuple(sorted({var for var, _, _ in uses})))
+    variables = tuple(sorted({var for var, _, _ in uses}))
+    return Patch(base, path, once(headers), body, once(variables))
 
 
 def _seeded(session: Session, correlations: list[Correlation], data_map: dict[str, str],
@@ -223,6 +249,7 @@ def prepare_session(session: Session, speed: float, hosts: HostMap | None = None
         for source in c.sources:
             sources_at.setdefault(source.step, []).append((var, source))
     steps: list[Step] = []
+    once = _Once()
     previous_end: float | None = None
     for index, request in enumerate(session.requests, start=1):
         gap_ms = 0.0 if previous_end is None else max(request.offset_ms - previous_end, 0.0)
@@ -233,7 +260,7 @@ def prepare_session(session: Session, speed: float, hosts: HostMap | None = None
         if base is None:  # never sent; the recorded origin is what a dry run should show
             prefix = f"{request.scheme}://{request.host}:{request.port}"
         step = Step(index=index, method=request.method, url=prefix + request.path,
-                    name=namer(request.path), headers=_headers(request.headers),
+                    name=namer(request.path), headers=_headers(request.headers, once),
                     body=request.body.to_bytes() if request.body is not None else None,
                     think=gap_ms / 1000 / speed if speed > 0 else 0.0,
                     expected=request.response.status // 100 if request.response is not None else 0,
@@ -245,10 +272,13 @@ def prepare_session(session: Session, speed: float, hosts: HostMap | None = None
         step.overlaps = overlaps
         uses = uses_at.get(index - 1)
         if uses:
-            step.patch = _patch(step, request, uses, prefix)
+            step.patch = _patch(step, request, uses, prefix, once)
         step.extract = tuple((var, compile_extractor(source)) for var, source in sources_at.get(index - 1, ()))
         steps.append(step)
-    prepared = PreparedSession(session.id, session.name, session.weight, tuple(steps), tuple(correlations))
+    # Where each value is sent is in the steps' patches now: what a report or a dry run names of a
+    # variable is its value, sources and rule (the uses were a fifth of a prepared recording).
+    kept = tuple(Correlation(c.value, c.sources, rule=c.rule) for c in correlations)
+    prepared = PreparedSession(session.id, session.name, session.weight, tuple(steps), kept)
     prepared.initial = tuple(secrets.get(i, c.value) for i, c in enumerate(correlations))
     prepared.live = tuple(i in secrets for i in range(len(correlations)))
     prepared.data = tuple(data)

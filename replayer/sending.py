@@ -16,7 +16,7 @@ from typing import Any
 from locust.contrib.fasthttp import FAILURE_EXCEPTIONS, FastHttpSession
 from locust.exception import CatchResponseError
 
-from replayer.prepared import Step
+from replayer.prepared import Headers, Step
 
 _ABSOLUTE = ("http://", "https://")
 _NO_CONTEXT: dict[str, Any] = {}
@@ -34,7 +34,8 @@ class Sender:
         self._fire = fire
         self._base = client.base_url or ""
 
-    def __call__(self, step: Step, url: str, headers: dict[str, str], body: bytes | None) -> tuple[Any, bool]:
+    def __call__(self, step: Step, url: str, headers: Headers | dict[str, str], body: bytes | None,
+                 ) -> tuple[Any, bool]:
         """Send ``step`` (its live URL, headers and body); the response, and whether it failed (no
         answer, or not the recorded status class)."""
         method, expected = step.method, step.expected

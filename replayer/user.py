@@ -26,13 +26,16 @@ from locust.exception import CatchResponseError, StopUser
 from locust.user.task import LOCUST_STATE_STOPPING
 
 from replayer.loading import Replay
-from replayer.prepared import PreparedSession, Step
+from replayer.prepared import Headers, PreparedSession, Step
 from replayer.receiving import Receiving
 from replayer.runlog import SessionTally
 from replayer.sending import Sender
 from traffic_replay.correlation import ResponseView
 
 logger = logging.getLogger(__name__)
+
+Outgoing = tuple[str, Headers | dict[str, str], bytes | None]
+"""What one step sends: its URL, headers (a dict once live values are in them) and body."""
 
 PAYLOAD_WAIT_S = 120.0
 """How long a user spawned before its process holds the payload waits for it (a worker that joined late)."""
@@ -202,7 +205,7 @@ class ReplayUser(FastHttpUser):
         _sleep_until(deadline)
         return self._send(state, step, self._request(state, step), due)
 
-    def _request(self, state: tuple[Any, ...], step: Step) -> tuple[str, dict[str, str], bytes | None] | None:
+    def _request(self, state: tuple[Any, ...], step: Step) -> Outgoing | None:
         """What to send for one step (URL, headers, body) with the live values so far; None when it is skipped."""
         if step.skip is not None:
             return None
@@ -211,7 +214,7 @@ class ReplayUser(FastHttpUser):
             return self._patched(session, tally, step, values, live)
         return step.url, step.headers, step.body
 
-    def _send(self, state: tuple[Any, ...], step: Step, request: tuple[str, dict[str, str], bytes | None] | None,
+    def _send(self, state: tuple[Any, ...], step: Step, request: Outgoing | None,
               due: float | None) -> bool:
         """Send one step's ``request``; True when it failed."""
         _session, client, sender, values, live, tally = state
@@ -237,14 +240,14 @@ class ReplayUser(FastHttpUser):
         return failed
 
     def _patched(self, session: PreparedSession, tally: SessionTally, step: Step,
-                 values: list[str], live: list[bool]) -> tuple[str, dict[str, str], bytes | None]:
+                 values: list[str], live: list[bool]) -> Outgoing:
         patch = step.patch
         assert patch is not None
         for var in patch.variables:
             if not live[var]:
                 self.log.sent_unsourced(tally, session.name, step.index, session.initial[var])
         url = patch.url_prefix + patch.path.render(values) if patch.path is not None else step.url
-        headers = step.headers
+        headers: Headers | dict[str, str] = step.headers
         if patch.headers:
             headers = dict(headers)
             for name, template in patch.headers:

@@ -80,9 +80,10 @@ def test_prepared_steps_of_a_large_recording_stay_small(recording: tuple[Path, i
                          timeout=380, check=True)
     figures = json.loads(out.stdout)
     assert figures["steps"] == REQUESTS
-    # Measured: 69 MiB held (1.4 KiB per step), peak 139 MiB with the detector's working state.
-    assert figures["held"] < 100 * MIB, f"prepared steps hold {figures['held'] / MIB:.0f} MiB"
-    assert figures["peak"] < 210 * MIB, f"preparing peaked at {figures['peak'] / MIB:.0f} MiB"
+    # Measured: 41 MiB held (0.85 KiB per step: headers as shared pairs, equal tuples once per
+    # session, no uses kept; 69 MiB before), peak 110 MiB with the detector's working state.
+    assert figures["held"] < 62 * MIB, f"prepared steps hold {figures['held'] / MIB:.0f} MiB"
+    assert figures["peak"] < 170 * MIB, f"preparing peaked at {figures['peak'] / MIB:.0f} MiB"
 
 
 _INSPECT = """

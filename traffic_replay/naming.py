@@ -49,8 +49,14 @@ class StatsNamer:
     def __init__(self, mode: NamingMode = "template", patterns: Sequence[NamePattern] = ()) -> None:
         self.mode = mode
         self.patterns = [(re.compile(p.regex), p.name) for p in patterns]
+        self._names: dict[str, str] = {}
+        """One object per name: a prepared step holds its name, and a million steps have a few dozen."""
 
     def __call__(self, path: str) -> str:
+        name = self._name(path)
+        return self._names.setdefault(name, name)
+
+    def _name(self, path: str) -> str:
         for pattern, name in self.patterns:
             if m := pattern.search(path):
                 return m.expand(name)
