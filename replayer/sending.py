@@ -100,7 +100,7 @@ def why(error: BaseException | None, deadline: Timeout, timeout: float, connect_
     if isinstance(cause, ConnectionResetError) or getattr(cause, "errno", None) == errno.ECONNRESET:
         return "connection reset by the target"
     if isinstance(cause, HTTPConnectionClosed):
-        return "connection closed by the target before it answered"
+        return "connection closed or reset by the target before it answered"
     return str(cause) or type(cause).__name__
 
 
