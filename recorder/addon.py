@@ -101,6 +101,11 @@ class Recorder:
         self._running = False
         self._rollback = False
         self._noted: set[str] = set()
+        self.exit_code = 0
+        """Non-zero once the recording could not be kept safe (``done`` sets it)."""
+        self.defer_exit = False
+        """Leave the exit to the caller (``python -m recorder``) instead of raising ``SystemExit`` in ``done``:
+        raised there, it unwinds mitmproxy's event loop under its open connections, which print tracebacks."""
 
     def load(self, loader: Loader) -> None:
         # After a failed update mitmproxy configures the previous values again; those were
@@ -250,11 +255,15 @@ class Recorder:
         pipeline = self.pipeline
         pipeline.finish()
         reasons = ", ".join(f"{n} {reason}" for reason, n in pipeline.skips.most_common())
+        left = (f"; {pipeline.unwritten} sessions could not be written and stay in {pipeline.directory}/.journal: "
+                f"`replay recover {pipeline.directory}` writes them" if pipeline.unwritten else "")
         print(f"replay: {pipeline.flows} requests recorded in {pipeline.written} sessions into {pipeline.directory}/"
-              f" ({pipeline.skipped} skipped{': ' + reasons if reasons else ''})", file=sys.stderr, flush=True)
+              f" ({pipeline.skipped} skipped{': ' + reasons if reasons else ''}){left}", file=sys.stderr, flush=True)
         if pipeline.journal_failed:
             # Like mitmproxy's save addon: a recording that could not be kept safe must not look fine.
-            raise SystemExit(RecordingStopped.exit_code)  # the reason was logged as it failed
+            self.exit_code = RecordingStopped.exit_code  # the reason was logged as it failed
+            if not self.defer_exit:
+                raise SystemExit(self.exit_code)
 
     def response(self, flow: http.HTTPFlow) -> None:
         if flow.websocket is not None or flow.response is None:
@@ -263,6 +272,10 @@ class Recorder:
         if self._closer is None:
             self._start_closer()
         self.pipeline.feed(captured(flow, with_url=bool(self.pipeline.filter.exclude)))
+        if self.pipeline.journal_failed:
+            # Not on disk (a full disk, most often): the client must not get an answer that no
+            # recovery can bring back. Killed, its connection closes without one.
+            flow.kill()
 
     def error(self, flow: http.HTTPFlow) -> None:
         if (reason := failure_reason(flow, self.pipeline.filter)) is not None:

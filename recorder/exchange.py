@@ -15,12 +15,14 @@ from recorder.filters import HOST_NOT_ALLOWED, FlowFilter
 from recorder.pipeline import Captured
 from traffic_replay.format import Header
 
-__all__ = ["FAILED", "NON_HTTP", "WEBSOCKET", "captured", "failure_reason"]
+__all__ = ["CLIENT_GONE", "FAILED", "NON_HTTP", "UPSTREAM_UNREACHABLE", "WEBSOCKET", "captured", "failure_reason"]
 
 # Reasons a flow is not recorded, besides the filters' own.
 WEBSOCKET = "websocket"
 FAILED = "failed"
 NON_HTTP = "non-http"
+CLIENT_GONE = "client disconnected before the request was complete"
+UPSTREAM_UNREACHABLE = "upstream unreachable"
 
 
 def _headers(headers: http.Headers) -> list[Header]:
@@ -69,4 +71,11 @@ def failure_reason(flow: http.HTTPFlow, flow_filter: FlowFilter) -> str | None:
         return None
     # A failure on a host we would not have recorded anyway is no failure of the recording.
     allowed = not flow_filter.allow_hosts or flow_filter.host_allowed(flow.request.host, flow.request.port)
-    return FAILED if allowed else HOST_NOT_ALLOWED
+    if not allowed:
+        return HOST_NOT_ALLOWED
+    # What went wrong, in the summary's words: the user must tell a flaky client from a dead upstream.
+    if flow.request.timestamp_end is None:
+        return CLIENT_GONE
+    if flow.server_conn.timestamp_tcp_setup is None:
+        return UPSTREAM_UNREACHABLE
+    return FAILED
