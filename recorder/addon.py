@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 
 from mitmproxy import ctx, exceptions, http
 from mitmproxy.addonmanager import Loader
+from mitmproxy.proxy import server_hooks
 from mitmproxy.utils import asyncio_utils
 
 from recorder.exchange import FAILED, NON_HTTP, WEBSOCKET, captured, failure_reason
@@ -101,6 +102,9 @@ class Recorder:
         self._running = False
         self._rollback = False
         self._noted: set[str] = set()
+        self.upstream_failures = 0
+        """Connections to an upstream server that failed (refused, unreachable)."""
+        self._unreachable: set[str] = set()  # addresses already warned about
         self.exit_code = 0
         """Non-zero once the recording could not be kept safe (``done`` sets it)."""
         self.defer_exit = False
@@ -255,7 +259,11 @@ class Recorder:
         pipeline = self.pipeline
         pipeline.finish()
         reasons = ", ".join(f"{n} {reason}" for reason, n in pipeline.skips.most_common())
-        left = (f"; {pipeline.unwritten} sessions could not be written and stay in {pipeline.directory}/.journal: "
+        if self.upstream_failures:
+            left = f"; {self.upstream_failures} connections to the upstream failed"
+        else:
+            left = ""
+        left += (f"; {pipeline.unwritten} sessions could not be written and stay in {pipeline.directory}/.journal: "
                 f"`replay recover {pipeline.directory}` writes them" if pipeline.unwritten else "")
         print(f"replay: {pipeline.flows} requests recorded in {pipeline.written} sessions into {pipeline.directory}/"
               f" ({pipeline.skipped} skipped{': ' + reasons if reasons else ''}){left}", file=sys.stderr, flush=True)
@@ -280,6 +288,19 @@ class Recorder:
     def error(self, flow: http.HTTPFlow) -> None:
         if (reason := failure_reason(flow, self.pipeline.filter)) is not None:
             self.pipeline.skip(reason)
+
+    def server_connect_error(self, data: server_hooks.ServerConnectionHookData) -> None:
+        # No flow may follow (reverse mode connects as the client does, and closes the client when it
+        # cannot): counted here, and said once per address, as it happens, so that a dead upstream is not
+        # just a recording that stopped growing.
+        self.upstream_failures += 1
+        address = data.server.address
+        where = f"{address[0]}:{address[1]}" if address else "the upstream"
+        if where not in self._unreachable:
+            self._unreachable.add(where)
+            print(f"replay: WARNING: upstream {where} unreachable ({data.server.error or 'no connection'}): its "
+                  "clients get 502 Bad Gateway or a closed connection, and nothing is recorded until it answers",
+                  file=sys.stderr, flush=True)
 
     # Not HTTP: nothing a session can hold, but counted, so that the summary says it was seen.
     def tcp_start(self, flow: object) -> None:

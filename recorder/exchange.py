@@ -15,14 +15,15 @@ from recorder.filters import HOST_NOT_ALLOWED, FlowFilter
 from recorder.pipeline import Captured
 from traffic_replay.format import Header
 
-__all__ = ["CLIENT_GONE", "FAILED", "NON_HTTP", "UPSTREAM_UNREACHABLE", "WEBSOCKET", "captured", "failure_reason"]
+__all__ = ["CLIENT_GONE", "CLIENT_LEFT", "FAILED", "NON_HTTP", "NO_ANSWER", "WEBSOCKET", "captured", "failure_reason"]
 
 # Reasons a flow is not recorded, besides the filters' own.
 WEBSOCKET = "websocket"
 FAILED = "failed"
 NON_HTTP = "non-http"
-CLIENT_GONE = "client disconnected before the request was complete"
-UPSTREAM_UNREACHABLE = "upstream unreachable"
+CLIENT_GONE = "client disconnected mid-request"
+CLIENT_LEFT = "client disconnected before its answer"
+NO_ANSWER = "no answer from upstream"
 
 
 def _headers(headers: http.Headers) -> list[Header]:
@@ -76,6 +77,7 @@ def failure_reason(flow: http.HTTPFlow, flow_filter: FlowFilter) -> str | None:
     # What went wrong, in the summary's words: the user must tell a flaky client from a dead upstream.
     if flow.request.timestamp_end is None:
         return CLIENT_GONE
-    if flow.server_conn.timestamp_tcp_setup is None:
-        return UPSTREAM_UNREACHABLE
-    return FAILED
+    if flow.error is not None and flow.error.msg.startswith("Client disconnected"):  # mitmproxy's own words
+        return CLIENT_LEFT
+    # The upstream refused, closed or broke the connection: its client got mitmproxy's 502, which says why.
+    return NO_ANSWER if flow.response is None else FAILED
