@@ -17,14 +17,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import faultserver
 import orjson
 import pytest
-from faultserver import FaultServer, fault_server, stalled_listener
 
 from traffic_replay.format import write_session
 
+import faultserver
 from factories import make_request, make_session
+from faultserver import FaultServer, fault_server, stalled_listener
 from processes import REPO_ROOT, free_port
 
 pytestmark = pytest.mark.timeout(90)
