@@ -166,8 +166,9 @@ def test_a_keep_alive_connection_closed_after_each_answer_is_no_failure(server: 
     run = _replay(tmp_path, server.port, "--timeout", "2")
     total = run.summary["total"]
     assert run.result.returncode == 0 and total["failures"] == 0 and total["requests"] > 20, total
-    # A new connection for every request, none sent on a dead one.
-    assert server.connections == server.seen
+    # A new connection for every request, none sent on a dead one (a user's last may have connected
+    # as the run ended, before it sent anything).
+    assert server.seen <= server.connections <= server.seen + USERS, (server.seen, server.connections)
     _reached(server, run)
 
 
