@@ -9,6 +9,7 @@ and exit code 1.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
 from typing import Any
@@ -22,10 +23,22 @@ from recorder import addon
 from traffic_replay.settings import SERIALISED_ENV, Settings
 
 
+def _quiet_cancelled(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    if isinstance(context.get("exception"), asyncio.CancelledError):
+        return
+    loop.default_exception_handler(context)
+
+
 class RecorderMaster(DumpMaster):
     def __init__(self, opts: options.Options, **kwargs: Any) -> None:
         super().__init__(opts, **kwargs)
         self.addons.add(*addon.addons)
+        # Outside run() (mitmproxy installs its own handler for that time, then puts this one back): once
+        # everything is written, asyncio.run cancels the client connections still open (a browser's
+        # keep-alive, a client cut off by a full disk), and Python 3.11's asyncio.streams reports each as an
+        # "Exception in callback" traceback (fixed in 3.12): no error of ours, nor the user's.
+        self.event_loop.set_exception_handler(_quiet_cancelled)
+        addon._recorder.defer_exit = True  # main() exits with its code once mitmproxy has closed its connections
         if SERIALISED_ENV in os.environ:  # started by `replay record`: its settings, before any --set
             opts.update(**addon.recorder_options(opts, Settings.of_process()))
 
@@ -33,6 +46,8 @@ class RecorderMaster(DumpMaster):
 def main() -> None:
     sys.argv[0] = "replay record"  # mitmproxy starts its one-line errors with it
     run(RecorderMaster, cmdline.mitmdump, sys.argv[1:])
+    if addon._recorder.exit_code:
+        sys.exit(addon._recorder.exit_code)
 
 
 if __name__ == "__main__":

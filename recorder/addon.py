@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 
 from mitmproxy import ctx, exceptions, http
 from mitmproxy.addonmanager import Loader
+from mitmproxy.proxy import server_hooks
 from mitmproxy.utils import asyncio_utils
 
 from recorder.exchange import FAILED, NON_HTTP, WEBSOCKET, captured, failure_reason
@@ -101,6 +102,14 @@ class Recorder:
         self._running = False
         self._rollback = False
         self._noted: set[str] = set()
+        self.upstream_failures = 0
+        """Connections to an upstream server that failed (refused, unreachable)."""
+        self._unreachable: set[str] = set()  # addresses already warned about
+        self.exit_code = 0
+        """Non-zero once the recording could not be kept safe (``done`` sets it)."""
+        self.defer_exit = False
+        """Leave the exit to the caller (``python -m recorder``) instead of raising ``SystemExit`` in ``done``:
+        raised there, it unwinds mitmproxy's event loop under its open connections, which print tracebacks."""
 
     def load(self, loader: Loader) -> None:
         # After a failed update mitmproxy configures the previous values again; those were
@@ -250,11 +259,19 @@ class Recorder:
         pipeline = self.pipeline
         pipeline.finish()
         reasons = ", ".join(f"{n} {reason}" for reason, n in pipeline.skips.most_common())
+        if self.upstream_failures:
+            left = f"; {self.upstream_failures} connections to the upstream failed"
+        else:
+            left = ""
+        left += (f"; {pipeline.unwritten} sessions could not be written and stay in {pipeline.directory}/.journal: "
+                f"`replay recover {pipeline.directory}` writes them" if pipeline.unwritten else "")
         print(f"replay: {pipeline.flows} requests recorded in {pipeline.written} sessions into {pipeline.directory}/"
-              f" ({pipeline.skipped} skipped{': ' + reasons if reasons else ''})", file=sys.stderr, flush=True)
+              f" ({pipeline.skipped} skipped{': ' + reasons if reasons else ''}){left}", file=sys.stderr, flush=True)
         if pipeline.journal_failed:
             # Like mitmproxy's save addon: a recording that could not be kept safe must not look fine.
-            raise SystemExit(RecordingStopped.exit_code)  # the reason was logged as it failed
+            self.exit_code = RecordingStopped.exit_code  # the reason was logged as it failed
+            if not self.defer_exit:
+                raise SystemExit(self.exit_code)
 
     def response(self, flow: http.HTTPFlow) -> None:
         if flow.websocket is not None or flow.response is None:
@@ -263,10 +280,27 @@ class Recorder:
         if self._closer is None:
             self._start_closer()
         self.pipeline.feed(captured(flow, with_url=bool(self.pipeline.filter.exclude)))
+        if self.pipeline.journal_failed:
+            # Not on disk (a full disk, most often): the client must not get an answer that no
+            # recovery can bring back. Killed, its connection closes without one.
+            flow.kill()
 
     def error(self, flow: http.HTTPFlow) -> None:
         if (reason := failure_reason(flow, self.pipeline.filter)) is not None:
             self.pipeline.skip(reason)
+
+    def server_connect_error(self, data: server_hooks.ServerConnectionHookData) -> None:
+        # No flow may follow (reverse mode connects as the client does, and closes the client when it
+        # cannot): counted here, and said once per address, as it happens, so that a dead upstream is not
+        # just a recording that stopped growing.
+        self.upstream_failures += 1
+        address = data.server.address
+        where = f"{address[0]}:{address[1]}" if address else "the upstream"
+        if where not in self._unreachable:
+            self._unreachable.add(where)
+            print(f"replay: WARNING: upstream {where} unreachable ({data.server.error or 'no connection'}): its "
+                  "clients get 502 Bad Gateway or a closed connection, and nothing is recorded until it answers",
+                  file=sys.stderr, flush=True)
 
     # Not HTTP: nothing a session can hold, but counted, so that the summary says it was seen.
     def tcp_start(self, flow: object) -> None:

@@ -15,12 +15,15 @@ from recorder.filters import HOST_NOT_ALLOWED, FlowFilter
 from recorder.pipeline import Captured
 from traffic_replay.format import Header
 
-__all__ = ["FAILED", "NON_HTTP", "WEBSOCKET", "captured", "failure_reason"]
+__all__ = ["CLIENT_GONE", "CLIENT_LEFT", "FAILED", "NON_HTTP", "NO_ANSWER", "WEBSOCKET", "captured", "failure_reason"]
 
 # Reasons a flow is not recorded, besides the filters' own.
 WEBSOCKET = "websocket"
 FAILED = "failed"
 NON_HTTP = "non-http"
+CLIENT_GONE = "client disconnected mid-request"
+CLIENT_LEFT = "client disconnected before its answer"
+NO_ANSWER = "no answer from upstream"
 
 
 def _headers(headers: http.Headers) -> list[Header]:
@@ -69,4 +72,12 @@ def failure_reason(flow: http.HTTPFlow, flow_filter: FlowFilter) -> str | None:
         return None
     # A failure on a host we would not have recorded anyway is no failure of the recording.
     allowed = not flow_filter.allow_hosts or flow_filter.host_allowed(flow.request.host, flow.request.port)
-    return FAILED if allowed else HOST_NOT_ALLOWED
+    if not allowed:
+        return HOST_NOT_ALLOWED
+    # What went wrong, in the summary's words: the user must tell a flaky client from a dead upstream.
+    if flow.request.timestamp_end is None:
+        return CLIENT_GONE
+    if flow.error is not None and flow.error.msg.startswith("Client disconnected"):  # mitmproxy's own words
+        return CLIENT_LEFT
+    # The upstream refused, closed or broke the connection: its client got mitmproxy's 502, which says why.
+    return NO_ANSWER if flow.response is None else FAILED

@@ -125,6 +125,8 @@ class Pipeline:
         self.check = False
         """Validate each exchange against the format before it is kept (``feed`` raises ``ValueError``)."""
         self.flows = self.bytes = self.written = self.skipped = 0
+        self.unwritten = 0
+        """Sessions whose file could not be written (they stay in the journal for ``replay recover``)."""
         self.skips: Counter[str] = Counter()
         """Exchanges not recorded, by reason."""
 
@@ -242,9 +244,12 @@ class Pipeline:
             if self.on_write_error is not None:
                 self.on_write_error(closed.id, e)
                 return
-            # Losing a session silently would betray the user: say it loudly and keep running.
-            logger.error(f"replay: could not write session {closed.id} to {self.directory}: {e}"
-                         " (it stays in the crash journal: `replay recover` writes it later)")
+            self.unwritten += 1
+            # Losing a session silently would betray the user: say it loudly and keep running. Once the
+            # journal has failed (a full disk), the recorder is stopping and its summary counts these.
+            if not self.journal_failed:
+                logger.error(f"replay: could not write session {closed.id} to {self.directory}: {e}"
+                             " (it stays in the crash journal: `replay recover` writes it later)")
             return
         if self.journal is not None:
             self._journal_op(self.journal.written, closed.id)

@@ -52,8 +52,11 @@ def _payload(settings: Settings) -> Payload:
 
 def _configure_users(replay: Replay) -> None:
     """Once the payload is in: the users' own settings are the master's."""
-    # A stalled target must show up as failures, not as requests that never end.
-    ReplayUser.network_timeout = ReplayUser.connection_timeout = replay.settings.timeout
+    # A stalled target must show up as failures, not as requests that never end. Each socket
+    # operation is bounded here; the whole request (a body dribbled a byte at a time) by the Sender.
+    settings = replay.settings
+    ReplayUser.network_timeout = settings.timeout
+    ReplayUser.connection_timeout = min(settings.connect_timeout or settings.timeout, settings.timeout)
     logger.info(replay.describe())
 
 

@@ -5,14 +5,26 @@ for every request so that the caller can decide its outcome. The replay decides 
 outcome (by the recorded status class), so it sends through the session's own safe
 sender, which never raises for a network fault, and fires Locust's ``request`` event
 itself with the same fields. Redirects are switched off once per client, not per request.
+
+Each socket operation has its own timeout (the user's ``connection_timeout`` and
+``network_timeout``), but a target that dribbles its answer a byte at a time never trips
+one; the whole request therefore runs under one deadline as well (``--timeout``), so that a
+slow target is a failure with its reason, not a request that holds its user until the run
+ends and is never counted. A failure's reason names the session and step and says what
+happened in words (refused, no connection within N s, reset, cut off after the headers),
+not the client library's exception text.
 """
 
 from __future__ import annotations
 
+import errno
+import socket
 import time
 from collections.abc import Callable
 from typing import Any
 
+from gevent import Timeout
+from geventhttpclient.response import HTTPConnectionClosed
 from locust.contrib.fasthttp import FAILURE_EXCEPTIONS, FastHttpSession
 from locust.exception import CatchResponseError
 
@@ -25,14 +37,16 @@ _NO_CONTEXT: dict[str, Any] = {}
 class Sender:
     """Sends on one client (one cookie jar) and reports each request as Locust's ``request`` event."""
 
-    __slots__ = ("_send", "_fire", "_base")
+    __slots__ = ("_send", "_fire", "_base", "_timeout", "_connect_timeout")
 
-    def __init__(self, client: FastHttpSession, fire: Callable[..., Any]) -> None:
+    def __init__(self, client: FastHttpSession, fire: Callable[..., Any], timeout: float,
+                 connect_timeout: float) -> None:
         # Redirects are replayed as recorded: the request that followed one is in the session.
         client.client.redirect_response_codes = frozenset()  # type: ignore[misc]  # as Locust does per request
         self._send = client._send_request_safe_mode
         self._fire = fire
         self._base = client.base_url or ""
+        self._timeout, self._connect_timeout = timeout, connect_timeout
 
     def __call__(self, step: Step, url: str, headers: Headers | dict[str, str], body: bytes | None,
                  ) -> tuple[Any, bool]:
@@ -42,19 +56,64 @@ class Sender:
         full = url if url.startswith(_ABSOLUTE) else self._base + url
         started = time.time()
         began = time.perf_counter()
-        # The client library adds to the headers it is given (content type, cookies): give it a copy.
-        response: Any = self._send(method, full, payload=body, headers=dict(headers))
         exception: Exception | None = None
+        # A new timer each time: a gevent Timeout restarted after use fires early now and then.
+        deadline = Timeout.start_new(self._timeout)
         try:
-            length = len(response.content) if response.content else 0
-        except FAILURE_EXCEPTIONS as e:  # the body broke off: the request failed
-            length, exception = 0, e
+            # The client library adds to the headers it is given (content type, cookies): give it a copy.
+            response: Any = self._send(method, full, payload=body, headers=dict(headers))
+            try:
+                length = len(response.content) if response.content else 0
+            except FAILURE_EXCEPTIONS as e:  # the body broke off, or the deadline passed while it came
+                length = 0
+                exception = CatchResponseError(f"{step.label}: response cut off after the headers (status "
+                                               f"{response.status_code}): {self._why(e, deadline)}")
+        finally:
+            deadline.close()
         elapsed = (time.perf_counter() - began) * 1000
         status = response.status_code
         if exception is None and not (status and (status // 100 == expected or not expected)):
-            reason = (f"{step.label}: {response.error or 'no response'}" if not status
+            reason = (f"{step.label}: {self._why(response.error, deadline)}" if not status
                       else f"{step.label}: status {status}, recorded {expected}xx")
             exception = CatchResponseError(reason)
         self._fire(request_type=method, name=step.name, response_time=elapsed, response_length=length,
                    response=response, context=_NO_CONTEXT, exception=exception, start_time=started, url=full)
         return response, exception is not None
+
+    def _why(self, error: BaseException | None, deadline: Timeout) -> str:
+        return why(error, deadline, self._timeout, self._connect_timeout)
+
+
+def why(error: BaseException | None, deadline: Timeout, timeout: float, connect_timeout: float) -> str:
+    """A request's failure in words, from what the client library raised (``RetriesExceeded`` wraps
+    the first error as ``original``)."""
+    cause = getattr(error, "original", None) or error
+    if cause is None:
+        return "no response"
+    if isinstance(cause, socket.timeout | Timeout):
+        if _while_connecting(cause):
+            return f"timed out: no connection within {min(connect_timeout, timeout):g} s (--connect-timeout)"
+        if cause is deadline:
+            return f"timed out: no complete response within {timeout:g} s (--timeout)"
+        return f"timed out: no answer within {timeout:g} s (--timeout)"
+    if isinstance(cause, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(cause, ConnectionResetError) or getattr(cause, "errno", None) == errno.ECONNRESET:
+        return "connection reset by the target"
+    if isinstance(cause, HTTPConnectionClosed):
+        return "connection closed or reset by the target before it answered"
+    return str(cause) or type(cause).__name__
+
+
+def _while_connecting(error: BaseException) -> bool:
+    """Whether ``error`` was raised while the socket connected: geventhttpclient raises the same
+    ``socket.timeout`` for a connect and for a read, and only where it came from tells them apart."""
+    tb = error.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_name in _CONNECTING:
+            return True
+        tb = tb.tb_next
+    return False
+
+
+_CONNECTING = frozenset({"_create_socket", "_connect_socket"})

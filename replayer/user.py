@@ -65,7 +65,8 @@ class ReplayUser(FastHttpUser):
         # The slot is unique across the run: it picks this user's row and its share of the timeline.
         self.slot = self.receiving.take_slot()
         self.row = replay.rows[self.slot % len(replay.rows)] if replay.rows else {}
-        self.sender = Sender(self.client, self.environment.events.request.fire)
+        self.sender = Sender(self.client, self.environment.events.request.fire, self.network_timeout,
+                             self.connection_timeout)
 
     def on_stop(self) -> None:
         self.visits.kill(block=False)
@@ -168,7 +169,8 @@ class ReplayUser(FastHttpUser):
         live = list(session.live)
         for var, column in session.data:
             values[var], live[var] = self.row[column], True
-        sender = self.sender if client is self.client else Sender(client, self.environment.events.request.fire)
+        sender = self.sender if client is self.client else Sender(
+            client, self.environment.events.request.fire, self.network_timeout, self.connection_timeout)
         state = (session, client, sender, values, live, tally)
         failed = False
         began = answered = time.perf_counter()

@@ -84,7 +84,11 @@ class Settings(BaseSettings):
     parallel_overlaps: bool = Field(
         False, description="Send requests that overlapped in the recording (assets) concurrently, as browsers do.")
     timeout: Annotated[float, Field(gt=0)] = Field(
-        60.0, description="Seconds a request may take (connect or answer) before it counts as failed.")
+        60.0, description="Seconds a whole request may take (connect, send, the last byte of the answer) before it "
+        "counts as failed.")
+    connect_timeout: Annotated[float, Field(gt=0)] | None = Field(
+        None, description="Seconds to connect before a request counts as failed (within --timeout; "
+        "default: --timeout).")
     headless: bool = Field(False, description="Run without the web UI.")
     web_host: str = Field("127.0.0.1", description="Address of the Locust web UI.")
     web_port: Annotated[int, Field(ge=1, le=65535)] = Field(8089, description="Port of the Locust web UI.")

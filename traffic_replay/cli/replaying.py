@@ -168,6 +168,8 @@ def run(
     data_map: Annotated[list[str] | None, typer.Option(help="COLUMN=RECORDED: a column replaces a recorded value.")
                         ] = None,
     timeout: Annotated[float | None, typer.Option(help="Seconds before a request counts as failed.")] = None,
+    connect_timeout: Annotated[float | None, typer.Option(
+        help="Seconds to connect before a request counts as failed (default: --timeout).")] = None,
     session_rate: Annotated[float | None, typer.Option(help="Open model: sessions started per second.")] = None,
     arrivals: Annotated[str | None, typer.Option(help="Open model: 'constant' or 'poisson'.")] = None,
     timeline: Annotated[bool | None, typer.Option("--timeline", help="Start sessions at their recorded times.")
@@ -199,7 +201,8 @@ def run(
                               quiet=quiet, locust_stats=locust_stats, prometheus_port=prometheus_port,
                               prometheus_host=prometheus_host, prometheus_linger=prometheus_linger, check=check,
                               correlate=correlate, rules=rules, map_host=map_host or None, data=data,
-                              data_map=data_map or None, timeout=timeout, session_rate=session_rate, arrivals=arrivals,
+                              data_map=data_map or None, timeout=timeout,
+                              connect_timeout=connect_timeout, session_rate=session_rate, arrivals=arrivals,
                               timeline=timeline, parallel_overlaps=parallel_overlaps, names=names,
                               name_pattern=name_pattern or None, master=master, worker=worker,
                               expect_workers=expect_workers, master_host=master_host, master_port=master_port,
