@@ -97,6 +97,8 @@ class Shipping:
         runner.register_message(FREE_SLOT, self.on_free_slot)
         runner.register_message(REPORTED, self.on_reported)
         self.reported: set[str] = set()
+        self.joined: set[str] = set()
+        """Workers that said Locust's ``client_ready`` to this master."""
         self.strangers: set[str] = set()
         if isinstance(runner, MasterRunner):
             runner.clients = ReadyWorkers(self.took_part)
@@ -109,11 +111,17 @@ class Shipping:
             runner.greenlet.spawn(self._watch).link_exception(lambda g: logger.error(f"worker watch: {g.exception}"))
 
     def _turn_away_strangers(self, runner: MasterRunner) -> None:
-        """Messages from a worker not in Locust's table reach no handler: its sender is told to stop."""
+        """Messages from a worker that never said ``client_ready`` here reach no handler: its sender is told to stop.
+
+        "Never joined", not "not in Locust's table": a worker leaves the table for a moment
+        between a stopped run and the next (``client_stopped``, then ``client_ready``).
+        """
         handle = runner.handle_message
 
-        def from_known_workers(client_id: str, msg: Message) -> None:
-            if msg.node_id in runner.clients or msg.type in JOINING:
+        def from_joined_workers(client_id: str, msg: Message) -> None:
+            if msg.type == "client_ready":
+                self.joined.add(msg.node_id)
+            if msg.node_id in self.joined or msg.type in JOINING:
                 handle(client_id, msg)
                 return
             # Locust would count a stranger's stats in this run and ignore its heartbeats; it would
@@ -122,7 +130,7 @@ class Shipping:
                 self.strangers.add(msg.node_id)
                 logger.warning(f"worker {msg.node_id} never joined this master (a previous master's?): told to stop")
             runner.send_message(STRANGER, {}, client_id=msg.node_id)
-        runner.handle_message = from_known_workers  # type: ignore[method-assign]
+        runner.handle_message = from_joined_workers  # type: ignore[method-assign]
 
     def on_hello(self, environment: Environment, msg: Message, **_kw: Any) -> None:
         if (version := msg.data.get("version")) != __version__:
@@ -144,7 +152,6 @@ class Shipping:
         runner = self.runner
         if not isinstance(runner, MasterRunner) or (node := runner.clients.get(node_id)) is None:
             return
-        self.strangers.add(node_id)  # its last heartbeats are expected: no warning for them
         del runner.clients[node_id]
         if runner._users_dispatcher is not None:
             runner._users_dispatcher.remove_worker(node)

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import orjson
 import pytest
 from test_distributed import _clean_env, _replay
@@ -86,10 +87,10 @@ def cluster(tmp_path: Path, demo_target: str) -> Iterator[Cluster]:
         c.stop()
 
 
-def _wait_for_requests(host: str, tag: str, timeout: float = 30) -> None:
+def _wait_for_requests(host: str, tag: str, timeout: float = 30, since: int = 0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if any(f"from={tag}" in e["path"] for e in target_log(host)):
+        if any(f"from={tag}" in e["path"] for e in target_log(host)[since:]):
             return
         time.sleep(0.3)
     raise AssertionError(f"no request from the {tag} recordings in {timeout:g} s")
@@ -152,6 +153,32 @@ def test_a_worker_whose_master_is_gone_stops_on_its_own(cluster: Cluster, tmp_pa
     heard = len(target_log(demo_target))
     time.sleep(1.5)
     assert len(target_log(demo_target)) == heard
+
+
+def test_a_run_stopped_and_started_again_in_the_web_ui_keeps_its_workers(cluster: Cluster, tmp_path: Path,
+                                                                        demo_target: str) -> None:
+    # Between two runs a worker leaves Locust's table (client_stopped) and comes back (client_ready):
+    # it joined this master, so it is no stranger, whatever it sends in between.
+    web_port = free_port()
+    master = _replay(["run", str(_recordings(tmp_path / "recordings", "web")), "--host", demo_target, "--master",
+                      "--expect-workers", "1", "--master-bind-port", str(cluster.port), "--web-port", str(web_port),
+                      "--speed", "0", "--no-check"], tmp_path / "master.log", REPO_ROOT, _clean_env())
+    cluster.procs.append(master)
+    worker = cluster.worker("worker")
+    ui = f"http://127.0.0.1:{web_port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and "holds the recordings: 1 ready" not in cluster.log("master"):
+        time.sleep(0.3)
+    with httpx.Client(base_url=ui, timeout=10) as client:
+        for _ in range(2):
+            heard = len(target_log(demo_target))
+            assert client.post("/swarm", data={"user_count": 2, "spawn_rate": 2, "host": demo_target}).is_success
+            _wait_for_requests(demo_target, "web", since=heard)
+            time.sleep(3)  # a stats report or two, heartbeats
+            assert client.post("/stop").is_success
+            time.sleep(2)
+    assert worker.poll() is None, cluster.log("worker")[-3000:]
+    assert "never joined" not in cluster.log("master") and "error:" not in cluster.log("worker")
 
 
 def _other_version(tmp_path: Path, version: str) -> Path:
