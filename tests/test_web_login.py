@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -79,3 +80,23 @@ def test_without_the_password_variable_it_does_not_start(demo_target: str, tmp_p
     assert result.returncode == 2, result.stderr
     assert result.stderr.splitlines() == [
         "error: --web-login needs the password in REPLAY_WEB_PASSWORD (a variable, not a flag: flags show in ps)"]
+
+
+@pytest.mark.parametrize("login", [False, True])
+def test_a_web_ui_open_to_every_interface_is_a_warning_that_names_the_login(tmp_path: Path, login: bool) -> None:
+    # The port is taken on loopback: the warning, then the refusal; nothing ever listens beyond this machine.
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run([sys.executable, "-m", "traffic_replay.cli", "run", str(_recordings(tmp_path / "r")),
+                                 "--host", "http://127.0.0.1:9", "--no-check", "--web-host", "0.0.0.0",
+                                 "--web-port", str(port), *(["--web-login"] if login else [])],
+                                capture_output=True, text=True, timeout=30, cwd=REPO_ROOT,
+                                env={**os.environ, "REPLAY_WEB_PASSWORD": PASSWORD})
+    assert result.returncode == 2
+    warning = ("warning: the Locust web UI listens on all interfaces (0.0.0.0): anyone who can reach this machine "
+               "can use it; --web-host 127.0.0.1 keeps it to this machine")
+    assert result.stderr.splitlines() == [
+        warning if login else warning + ", or --web-login puts it behind a login page",
+        f"error: --web-port {port} on 0.0.0.0: address in use"]

@@ -110,6 +110,8 @@ def _check_listening(settings: Settings) -> None:
                         "--prometheus-host", "--prometheus-port"))
     for host, port, what, host_flag, port_flag in listens:
         if warning := open_door(host, what, host_flag):
+            if host_flag == "--web-host" and not settings.web_login:
+                warning += ", or --web-login puts it behind a login page"
             err.print(warning, highlight=False, markup=False, soft_wrap=True)
         check_free(host, port, port_flag)
 
