@@ -89,12 +89,22 @@ class Receiving:
                               "this worker stops; start it again to join the new master"))
 
     def _watch_master(self) -> None:
+        """Stop once the master's heartbeat has not come for ``MASTER_SILENT_S`` of this process's own running time.
+
+        Time this process spent unable to listen (preparing a large payload blocks the loop,
+        and the heartbeats with it) is not the master's silence: the count starts again.
+        """
         runner = self.runner
         assert isinstance(runner, WorkerRunner)
+        seen = runner.last_heartbeat_timestamp
+        heard = tick = time.monotonic()
         while not self.stopping:
             gevent.sleep(1)
-            heard = runner.last_heartbeat_timestamp
-            if heard is not None and time.time() - heard > MASTER_SILENT_S:
+            now = time.monotonic()
+            if now - tick > 3 or runner.last_heartbeat_timestamp != seen:
+                seen, heard = runner.last_heartbeat_timestamp, now
+            tick = now
+            if now - heard > MASTER_SILENT_S:
                 self._stop(MasterLost(f"no word from the master at {self._master()} in {MASTER_SILENT_S:g} s "
                                       "(stopped or unreachable): this worker stops"))
 
