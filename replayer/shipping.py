@@ -30,7 +30,16 @@ from typing import Any
 import gevent
 from locust.env import Environment
 from locust.rpc import Message
-from locust.runners import STATE_MISSING, STATE_RUNNING, STATE_SPAWNING, LocalRunner, MasterRunner, Runner, WorkerNodes
+from locust.runners import (
+    STATE_INIT,
+    STATE_MISSING,
+    STATE_RUNNING,
+    STATE_SPAWNING,
+    LocalRunner,
+    MasterRunner,
+    Runner,
+    WorkerNodes,
+)
 
 from replayer.slots import Slots
 from traffic_replay import __version__
@@ -121,6 +130,9 @@ class Shipping:
         def from_joined_workers(client_id: str, msg: Message) -> None:
             if msg.type == "client_ready":
                 self.joined.add(msg.node_id)
+            if msg.type == "quit" and runner.state == STATE_INIT:
+                self._left_before_the_run(msg.node_id)
+                return
             if msg.node_id in self.joined or msg.type in JOINING:
                 handle(client_id, msg)
                 return
@@ -131,6 +143,18 @@ class Shipping:
                 logger.warning(f"worker {msg.node_id} never joined this master (a previous master's?): told to stop")
             runner.send_message(STRANGER, {}, client_id=msg.node_id)
         runner.handle_message = from_joined_workers  # type: ignore[method-assign]
+
+    def _left_before_the_run(self, node_id: str) -> None:
+        """A worker that quits before the first run: out of the table, and the master waits on for others.
+
+        Locust would stop its runner when the last worker quits, and a headless master that
+        still waits for ``--expect-workers`` would wait for ever, with no one left to
+        accept new workers.
+        """
+        logger.info(f"worker {node_id} left before the run started")
+        self._forget(node_id)
+        self.took_part.discard(node_id)  # it held the recordings, but ran no user
+        self.lost.discard(node_id)
 
     def on_hello(self, environment: Environment, msg: Message, **_kw: Any) -> None:
         if (version := msg.data.get("version")) != __version__:

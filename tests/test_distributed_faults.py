@@ -49,8 +49,8 @@ class Cluster:
         self.port = free_port()
         self.procs: list[subprocess.Popen[bytes]] = []
 
-    def master(self, name: str, recordings: Path, run_time: str) -> subprocess.Popen[bytes]:
-        proc = _replay(["run", str(recordings), "--host", self.host, "--master", "--expect-workers", "1",
+    def master(self, name: str, recordings: Path, run_time: str, workers: int = 1) -> subprocess.Popen[bytes]:
+        proc = _replay(["run", str(recordings), "--host", self.host, "--master", "--expect-workers", str(workers),
                         "--master-bind-port", str(self.port), "--headless", "-u", "2", "-r", "2", "-t", run_time,
                         "--speed", "0", "--no-check", "--summary-json", str(self.tmp / f"{name}.json")],
                        self.tmp / f"{name}.log", REPO_ROOT, _clean_env())
@@ -180,6 +180,24 @@ def test_a_run_stopped_and_started_again_in_the_web_ui_keeps_its_workers(cluster
             time.sleep(5)
     assert worker.poll() is None, cluster.log("worker")[-3000:]
     assert "never joined" not in cluster.log("master") and "error:" not in cluster.log("worker")
+
+
+def test_a_worker_that_leaves_before_the_run_does_not_leave_the_master_waiting_for_ever(
+        cluster: Cluster, tmp_path: Path, demo_target: str) -> None:
+    master = cluster.master("master", _recordings(tmp_path / "recordings", "only"), run_time="3s", workers=2)
+    leaving = cluster.worker("leaving")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and "holds the recordings: 1 ready" not in cluster.log("master"):
+        time.sleep(0.3)
+    leaving.send_signal(signal.SIGTERM)  # Ctrl-C, docker stop: it says "quit" to the master
+    assert leaving.wait(20) == 0
+    # Locust would stop the master's runner on its last worker's quit, and no one could join it any more.
+    cluster.worker("first")
+    cluster.worker("second")
+    assert master.wait(60) == 0, cluster.log("master")[-3000:]
+    assert "left before the run started" in cluster.log("master")
+    workers = cluster.summary("master")["workers"]
+    assert (workers["took_part"], workers["lost"]) == (2, 0) and all(n > 0 for n in workers["requests"]), workers
 
 
 def _other_version(tmp_path: Path, version: str) -> Path:
