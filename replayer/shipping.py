@@ -13,7 +13,8 @@ a worker of another version, whose settings and payload could mean other things,
 both say so in one line naming both versions. A master also turns away (``STRANGER``)
 any worker that talks to it without having joined it: one that was a previous master's,
 on this port, before a restart; it stops (``replayer.receiving``) rather than send this
-run its stats or ask for slots, and a supervisor starts it again into this master.
+run its stats or ask for slots, and a supervisor starts it again into this master. A
+worker that quits before the first run is forgotten, and the master waits on for others.
 
 Each virtual user of the whole run takes a *slot* from the master when it starts: the
 lowest number no running user holds. A user's ``--data`` row and its share of the
@@ -130,7 +131,7 @@ class Shipping:
         def from_joined_workers(client_id: str, msg: Message) -> None:
             if msg.type == "client_ready":
                 self.joined.add(msg.node_id)
-            if msg.type == "quit" and runner.state == STATE_INIT:
+            if msg.type == "quit" and runner.state == STATE_INIT and msg.node_id in runner.clients:
                 self._left_before_the_run(msg.node_id)
                 return
             if msg.node_id in self.joined or msg.type in JOINING:
@@ -168,11 +169,7 @@ class Shipping:
         self.runner.send_message(PAYLOAD, self.payload.message(), client_id=msg.node_id)
 
     def _forget(self, node_id: str) -> None:
-        """Out of Locust's table: a refused worker gets no users, and its leaving is no "last worker quit".
-
-        A headless master whose last worker quits stops its runner while it still waits for
-        ``--expect-workers``, and then waits for ever.
-        """
+        """Out of Locust's table and its dispatcher: no users, and its quitting is no "last worker quit"."""
         runner = self.runner
         if not isinstance(runner, MasterRunner) or (node := runner.clients.get(node_id)) is None:
             return

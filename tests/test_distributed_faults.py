@@ -2,7 +2,9 @@
 
 A worker that cannot work for its master stops within a bounded time, with one ``error:``
 line and a non-zero exit code, never a traceback and never a hang; the master says so too
-where it can. (A worker killed mid-run: ``test_distributed``.)
+where it can. A master never hangs on a worker that left, and never mistakes one of its own
+workers (between two runs of the web UI) for a stranger. (A worker killed mid-run:
+``test_distributed``.)
 """
 
 from __future__ import annotations
