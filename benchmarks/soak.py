@@ -45,6 +45,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(1, str(REPO_ROOT))
 from harness import (  # noqa: E402
+    apt_install,
     ensure_nginx,
     free_port,
     log,
@@ -159,6 +160,17 @@ def _figures(kind: str, samples: list[tuple[float, float, float]], warmup: float
             "slope_kib_per_1000": slope_kib_per_1000(after), "series": samples, **extra}
 
 
+def ensure_wrk() -> str:
+    """The wrk binary; installed with apt-get when missing, as ``ensure_nginx`` does nginx."""
+    if found := shutil.which("wrk"):
+        return found
+    log("wrk is not on PATH: installing it with apt-get (Debian package 'wrk')")
+    apt_install("wrk")
+    if not (found := shutil.which("wrk")):
+        raise RuntimeError("apt-get installed wrk but no wrk binary was found")
+    return found
+
+
 def _clean_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("REPLAY_")}
 
@@ -196,9 +208,7 @@ def soak_record(seconds: float, warmup: float, every: float, rate: float, idle_g
     status_port = free_port()
     (tmp / "nginx").mkdir()
     nginx, port = start_nginx(ensure_nginx(), tmp / "nginx", LOCATIONS, stub_status_server(status_port))
-    wrk = shutil.which("wrk")
-    if wrk is None:
-        raise RuntimeError("wrk is not on PATH (Debian package 'wrk')")
+    wrk = ensure_wrk()
     connections = 4
     script = tmp / "visits.lua"
     # Each connection waits this long between its requests: the rate is held, not pushed to the proxy's limit.

@@ -3,12 +3,13 @@
 Real processes against a local nginx: ``replay run`` in the open model, and ``replay
 record`` proxying many short sessions. The slope of RSS against requests handled, after
 the warm-up, must stay under the bounds below; the 5-minute figures, and why these
-bounds, are in docs/benchmarks.md ("Soak (issue 12)").
+bounds, are in docs/benchmarks.md ("Soak (issue 12)"). nginx and wrk are Debian's; the
+benchmark harness installs them with apt-get when they are missing (CI runs as root), so
+that this never skips.
 """
 
 from __future__ import annotations
 
-import shutil
 import sys
 from pathlib import Path
 
@@ -19,15 +20,17 @@ from processes import REPO_ROOT
 sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
 import soak  # noqa: E402
 
-pytestmark = [pytest.mark.timeout(150),
-              pytest.mark.skipif(shutil.which("nginx") is None and not Path("/usr/sbin/nginx").exists(),
-                                 reason="needs Debian's nginx")]
+pytestmark = pytest.mark.timeout(240)  # an apt-get install of nginx or wrk, when missing, included
 
 SECONDS = 30.0
 WARMUP = 10.0
 
 REPLAY_BOUND_KIB = 100.0
-"""KiB per 1,000 requests: 100 bytes kept per request fails. Measured after 10 s: ~0 (30 s) and ~0 (5 minutes)."""
+"""KiB per 1,000 requests: 100 bytes kept per request fails.
+
+Measured: +10.6 over 30 s (6 s warm-up), +5.6 over 5 minutes at 300 requests/s; that is
+~1.7 KiB a second whatever the rate (Locust's per-second tables), not per request.
+"""
 RECORD_BOUND_KIB = 1024.0
 """KiB per 1,000 requests: 1 KiB kept per request (each exchange or session it wrote, kept) fails.
 
