@@ -9,6 +9,7 @@ workers (between two runs of the web UI) for a stranger. (A worker killed mid-ru
 
 from __future__ import annotations
 
+import importlib.metadata
 import shutil
 import signal
 import subprocess
@@ -229,3 +230,8 @@ def test_a_worker_of_another_version_is_refused_on_both_sides(cluster: Cluster, 
     cluster.worker("same")
     assert master.wait(60) == 0, cluster.log("master")[-3000:]
     assert cluster.summary("master")["workers"]["took_part"] == 1
+
+
+def test_the_version_the_handshake_carries_is_the_installed_release() -> None:
+    # Workers and masters compare traffic_replay.__version__: it must move with pyproject's version.
+    assert importlib.metadata.version("traffic-replay") == __version__
