@@ -31,6 +31,7 @@ from replayer.report import build_summary, report, session_rows
 from replayer.shipping import Shipping
 from replayer.user import ReplayUser
 from replayer.watching import Watch
+from replayer.weblogin import add_login
 from replayer.webui import add_sessions_tab
 from traffic_replay.errors import ReplayError, exit_with
 from traffic_replay.payload import Payload, read_workload, take_over
@@ -69,6 +70,7 @@ def _ship(environment: Environment, runner: Runner, settings: Settings) -> Shipp
     def summary() -> Summary:
         return build_summary(environment, log, shipping.workers())
     watch = Watch(environment, log, settings, summary)
+    add_login(environment, settings.web_user)
     add_sessions_tab(environment, lambda: session_rows(log))  # not the whole summary at every poll
     if settings.prometheus_port is not None:
         from replayer.metrics import serve_metrics

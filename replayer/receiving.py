@@ -4,15 +4,24 @@ A worker holds no recordings and no settings of its own: it registers its handle
 the master for the payload (``HELLO``), checks its digest, prepares the sessions with the
 master's settings (its own per-machine ones kept) and says ``READY``. Its users wait for
 that before they send anything, however early Locust spawns them.
+
+A worker stops, with one line and a non-zero exit code, when it cannot work for its
+master: the master runs another version (``REFUSED``), the master on its port does not
+know it (``STRANGER``: it was restarted), or the master has been silent for
+``MASTER_SILENT_S``. It does not join a restarted master by itself, as Locust's workers
+do not (they quit after 60 s without the master's heartbeat): its users, its payload and
+its slots were the old master's, and a worker started again joins cleanly.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from itertools import count
 from typing import Any
 
+import gevent
 from gevent import Timeout
 from gevent.event import AsyncResult
 from locust.env import Environment
@@ -21,8 +30,9 @@ from locust.rpc import Message
 from locust.runners import Runner, WorkerRunner
 
 from replayer.loading import Replay
-from replayer.shipping import FINAL, FREE_SLOT, HELLO, PAYLOAD, READY, REPORTED, SLOT, TAKE_SLOT
-from traffic_replay.errors import ReplayError
+from replayer.shipping import FINAL, FREE_SLOT, HELLO, PAYLOAD, READY, REFUSED, REPORTED, SLOT, STRANGER, TAKE_SLOT
+from traffic_replay import __version__
+from traffic_replay.errors import MasterLost, ReplayError, VersionMismatch, WorkerStopped, report_error
 from traffic_replay.payload import Payload
 from traffic_replay.settings import Settings
 
@@ -30,6 +40,12 @@ logger = logging.getLogger(__name__)
 
 SLOT_WAIT_S = 30.0
 """How long a starting user waits for the master to give it a slot."""
+
+MASTER_SILENT_S = 10.0
+"""How long a worker goes on without the master's heartbeat (one a second) before it stops.
+
+Locust's own limit is 60 s, in which a worker whose master died keeps loading the target.
+"""
 
 
 class Receiving:
@@ -47,11 +63,61 @@ class Receiving:
         """Why the payload could not be loaded here (logged as it failed)."""
         runner.register_message(PAYLOAD, self.on_payload)
         runner.register_message(SLOT, self.on_slot)
+        self.stopping = False
         if isinstance(runner, WorkerRunner):
             runner.register_message(FINAL, self.on_final)
+            runner.register_message(REFUSED, self.on_refused)
+            runner.register_message(STRANGER, self.on_stranger)
+            watch = runner.greenlet.spawn(self._watch_master)
+            watch.link_exception(lambda g: logger.error(f"master watch: {g.exception}"))
 
     def ask_for_payload(self) -> None:
-        self.runner.send_message(HELLO, {})
+        self.runner.send_message(HELLO, {"version": __version__})
+
+    def _master(self) -> str:
+        runner = self.runner
+        assert isinstance(runner, WorkerRunner)
+        return f"{runner.master_host}:{runner.master_port}"
+
+    def on_refused(self, environment: Environment, msg: Message, **_kw: Any) -> None:
+        self._stop(VersionMismatch(
+            f"the master at {self._master()} runs traffic-replay {msg.data['master_version']}, this worker "
+            f"{msg.data['worker_version']}: refused (run the same version everywhere)"))
+
+    def on_stranger(self, environment: Environment, msg: Message, **_kw: Any) -> None:
+        self._stop(MasterLost(f"the master at {self._master()} does not know this worker (it was restarted): "
+                              "this worker stops; start it again to join the new master"))
+
+    def _watch_master(self) -> None:
+        """Stop once the master's heartbeat has not come for ``MASTER_SILENT_S`` of this process's own running time.
+
+        Time this process spent unable to listen (preparing a large payload blocks the loop,
+        and the heartbeats with it) is not the master's silence: the count starts again.
+        """
+        runner = self.runner
+        assert isinstance(runner, WorkerRunner)
+        seen = runner.last_heartbeat_timestamp
+        heard = tick = time.monotonic()
+        while not self.stopping:
+            gevent.sleep(1)
+            now = time.monotonic()
+            if now - tick > 3 or runner.last_heartbeat_timestamp != seen:
+                seen, heard = runner.last_heartbeat_timestamp, now
+            tick = now
+            if now - heard > MASTER_SILENT_S:
+                self._stop(MasterLost(f"no word from the master at {self._master()} in {MASTER_SILENT_S:g} s "
+                                      "(stopped or unreachable): this worker stops"))
+
+    def _stop(self, error: WorkerStopped) -> None:
+        """One line, then Locust's own way out (users stopped, exit code ``error``'s), once."""
+        if self.stopping:
+            return
+        self.stopping = True
+        report_error(error)
+        runner = self.runner
+        runner.environment.process_exit_code = error.exit_code
+        # Not from this greenlet: quitting kills the runner's greenlets, this one among them.
+        gevent.spawn(runner.quit)
 
     def on_payload(self, environment: Environment, msg: Message, **_kw: Any) -> None:
         if self.replay.ready.is_set():

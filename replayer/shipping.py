@@ -8,6 +8,14 @@ a worker that connects late, or again after a restart, asks in the same way. It 
 ``READY`` once it holds and has prepared the payload, and only then does the master count
 it among its ready workers (``--expect-workers``).
 
+The hello carries the worker's version of traffic-replay: a master refuses (``REFUSED``)
+a worker of another version, whose settings and payload could mean other things, and
+both say so in one line naming both versions. A master also turns away (``STRANGER``)
+any worker that talks to it without having joined it: one that was a previous master's,
+on this port, before a restart; it stops (``replayer.receiving``) rather than send this
+run its stats or ask for slots, and a supervisor starts it again into this master. A
+worker that quits before the first run is forgotten, and the master waits on for others.
+
 Each virtual user of the whole run takes a *slot* from the master when it starts: the
 lowest number no running user holds. A user's ``--data`` row and its share of the
 timeline follow from its slot, so no two users anywhere share a row while there are rows
@@ -23,16 +31,30 @@ from typing import Any
 import gevent
 from locust.env import Environment
 from locust.rpc import Message
-from locust.runners import STATE_MISSING, STATE_RUNNING, STATE_SPAWNING, LocalRunner, MasterRunner, Runner, WorkerNodes
+from locust.runners import (
+    STATE_INIT,
+    STATE_MISSING,
+    STATE_RUNNING,
+    STATE_SPAWNING,
+    LocalRunner,
+    MasterRunner,
+    Runner,
+    WorkerNodes,
+)
 
 from replayer.slots import Slots
+from traffic_replay import __version__
 from traffic_replay.payload import Payload
 from traffic_replay.summary import WorkerStats
 
 logger = logging.getLogger(__name__)
 
 HELLO = "replay_hello"
-"""worker → master: my handlers are registered, send me the payload."""
+"""worker → master: ``{"version": ...}`` my handlers are registered, send me the payload."""
+REFUSED = "replay_refused"
+"""master → worker: ``{"master_version": ..., "worker_version": ...}`` this master will not work with you."""
+STRANGER = "replay_stranger"
+"""master → worker: you never joined this master (you were another's): stop."""
 PAYLOAD = "replay_payload"
 """master → worker: ``Payload.message()``."""
 READY = "replay_ready"
@@ -50,6 +72,9 @@ REPORTED = "replay_reported"
 
 FINAL_REPORT_WAIT_S = 10.0
 """How long a stopping master waits for its workers' last reports."""
+
+JOINING = frozenset({"client_ready", "locustfile", "quit"})
+"""Locust's messages a worker sends before it has joined (or as it leaves): the only ones a stranger may send."""
 
 
 class ReadyWorkers(WorkerNodes):
@@ -82,8 +107,12 @@ class Shipping:
         runner.register_message(FREE_SLOT, self.on_free_slot)
         runner.register_message(REPORTED, self.on_reported)
         self.reported: set[str] = set()
+        self.joined: set[str] = set()
+        """Workers that said Locust's ``client_ready`` to this master."""
+        self.strangers: set[str] = set()
         if isinstance(runner, MasterRunner):
             runner.clients = ReadyWorkers(self.took_part)
+            self._turn_away_strangers(runner)
             events = runner.environment.events
             events.worker_report.add_listener(self._count)
             events.test_start.add_listener(self._starting)
@@ -91,8 +120,62 @@ class Shipping:
             events.test_stop.add_listener(self._collect_last_reports)
             runner.greenlet.spawn(self._watch).link_exception(lambda g: logger.error(f"worker watch: {g.exception}"))
 
+    def _turn_away_strangers(self, runner: MasterRunner) -> None:
+        """Messages from a worker that never said ``client_ready`` here reach no handler: its sender is told to stop.
+
+        "Never joined", not "not in Locust's table": a worker leaves the table for a moment
+        between a stopped run and the next (``client_stopped``, then ``client_ready``).
+        """
+        handle = runner.handle_message
+
+        def from_joined_workers(client_id: str, msg: Message) -> None:
+            if msg.type == "client_ready":
+                self.joined.add(msg.node_id)
+            if msg.type == "quit" and runner.state == STATE_INIT and msg.node_id in runner.clients:
+                self._left_before_the_run(msg.node_id)
+                return
+            if msg.node_id in self.joined or msg.type in JOINING:
+                handle(client_id, msg)
+                return
+            # Locust would count a stranger's stats in this run and ignore its heartbeats; it would
+            # stay until its own 60 s heartbeat timeout, replaying the previous master's recordings.
+            if msg.node_id not in self.strangers:
+                self.strangers.add(msg.node_id)
+                logger.warning(f"worker {msg.node_id} never joined this master (a previous master's?): told to stop")
+            runner.send_message(STRANGER, {}, client_id=msg.node_id)
+        runner.handle_message = from_joined_workers  # type: ignore[method-assign]
+
+    def _left_before_the_run(self, node_id: str) -> None:
+        """A worker that quits before the first run: out of the table, and the master waits on for others.
+
+        Locust would stop its runner when the last worker quits, and a headless master that
+        still waits for ``--expect-workers`` would wait for ever, with no one left to
+        accept new workers.
+        """
+        logger.info(f"worker {node_id} left before the run started")
+        self._forget(node_id)
+        self.took_part.discard(node_id)  # it held the recordings, but ran no user
+        self.lost.discard(node_id)
+
     def on_hello(self, environment: Environment, msg: Message, **_kw: Any) -> None:
+        if (version := msg.data.get("version")) != __version__:
+            theirs = version or "unknown (older than the version check)"
+            logger.error(f"worker {msg.node_id} runs traffic-replay {theirs}, this master {__version__}: refused "
+                         "(run the same version everywhere)")
+            self.runner.send_message(REFUSED, {"master_version": __version__, "worker_version": theirs},
+                                     client_id=msg.node_id)
+            self._forget(msg.node_id)
+            return
         self.runner.send_message(PAYLOAD, self.payload.message(), client_id=msg.node_id)
+
+    def _forget(self, node_id: str) -> None:
+        """Out of Locust's table and its dispatcher: no users, and its quitting is no "last worker quit"."""
+        runner = self.runner
+        if not isinstance(runner, MasterRunner) or (node := runner.clients.get(node_id)) is None:
+            return
+        del runner.clients[node_id]
+        if runner._users_dispatcher is not None:
+            runner._users_dispatcher.remove_worker(node)
 
     def on_ready(self, environment: Environment, msg: Message, **_kw: Any) -> None:
         if error := msg.data.get("error"):

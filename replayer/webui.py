@@ -43,11 +43,9 @@ def add_sessions_tab(environment: Environment, rows: Callable[[], list[SessionRo
 
     blueprint = Blueprint("replay_sessions", __name__)
 
-    @blueprint.route("/sessions")
     def sessions() -> Response:
         return jsonify(table())
 
-    @blueprint.route("/sessions/csv")
     def sessions_csv() -> Response:
         out = io.StringIO()
         writer = csv.writer(out)
@@ -57,6 +55,9 @@ def add_sessions_tab(environment: Environment, rows: Callable[[], list[SessionRo
         return Response(out.getvalue(), mimetype="text/csv",
                         headers={"Content-Disposition": "attachment;filename=sessions.csv"})
 
+    for rule, view in (("/sessions", sessions), ("/sessions/csv", sessions_csv)):
+        # Behind --web-login, as Locust's own pages are.
+        blueprint.add_url_rule(rule, view.__name__, web_ui.auth_required_if_enabled(view))
     app.register_blueprint(blueprint)
 
     @app.after_request

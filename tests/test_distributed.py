@@ -8,6 +8,7 @@ and in the master's summary.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -226,6 +227,7 @@ def test_a_late_worker_joins_and_a_killed_worker_does_not_stop_the_run(run: Run,
     run.start_worker()  # 5 s after the master began: it gets the payload and its share of the users
     time.sleep(4)
     first.send_signal(signal.SIGKILL)
+    first.wait(10)
     code, summary = run.wait()
     took = time.monotonic() - started
     assert 15 <= took < 35, f"the run ended on time ({took:.0f} s)"
@@ -235,6 +237,18 @@ def test_a_late_worker_joins_and_a_killed_worker_does_not_stop_the_run(run: Run,
     assert all(n > 0 for n in workers["requests"]), workers
     assert summary["total"]["failures"] == 0, summary["failures"]
     assert run.workers[1].wait(30) == 0, "the late worker was told to quit at the end, and did"
+    # Locust saw the heartbeats stop; the master said once which worker was lost, and the summary says so.
+    log = (run.tmp / "master.log").read_text()
+    lost = re.findall(r"worker (\S+) was lost", log)
+    assert len(lost) == 1 and f"Worker {lost[0]} failed to send heartbeat" in log, log[-4000:]
+    assert "workers: 2 took part, 1 lost" in log
+    # The counts that reached the master agree with each other: by worker, by endpoint, in all.
+    total = summary["total"]["requests"]
+    assert sum(workers["requests"]) == total == sum(e["requests"] for e in summary["endpoints"]), summary
+    # What the killed worker sent after its last report is missing from the summary, never added to it.
+    assert total <= len(target_log(demo_target))
+    sessions = summary["sessions"]
+    assert sessions["completed"] + sessions["failed"] <= sessions["started"], sessions
 
 
 def test_data_rows_are_never_shared_by_two_users_across_workers(run: Run, demo_target: str, tmp_path: Path) -> None:

@@ -17,6 +17,9 @@
     ├── ConfigError             2  a setting or flag has a bad value
     │   └── PayloadError        2  the master's payload did not arrive whole
     ├── TargetError             3  the target cannot be reached or answers badly
+    ├── WorkerStopped           2  a worker stops: it cannot work for its master
+    │   ├── VersionMismatch     2  the master and the worker run different versions
+    │   └── MasterLost          2  the master went silent, or was restarted and does not know it
     └── InternalError           1  a bug, caught by the CLI: one line unless --debug
 
 Exit codes that no exception carries: ``OK`` (0), ``FAILED_REQUESTS`` (1: Locust's own
@@ -129,6 +132,18 @@ class TargetError(ReplayError):
     """The target of a replay is unreachable or unhealthy."""
 
     exit_code = 3
+
+
+class WorkerStopped(ReplayError):
+    """A worker stops rather than replay for a master it cannot work with (its master says so too)."""
+
+
+class VersionMismatch(WorkerStopped):
+    """The worker and its master run different versions of traffic-replay: the payload could mean other things."""
+
+
+class MasterLost(WorkerStopped):
+    """The master stopped answering, or a new one on its port does not know this worker."""
 
 
 class InternalError(ReplayError):

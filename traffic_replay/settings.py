@@ -47,7 +47,7 @@ SERIALISED_ENV = "REPLAY_SETTINGS"
 """The variable a child process finds its settings in (``Settings.serialised``)."""
 
 PER_MACHINE = frozenset({"master", "worker", "master_host", "master_port", "master_bind_host", "master_bind_port",
-                         "processes", "web_host", "web_port", "debug"})
+                         "processes", "web_host", "web_port", "web_login", "web_user", "debug"})
 """Settings a worker keeps from its own flags and environment: where it runs, not what it replays."""
 
 T = TypeVar("T")
@@ -92,6 +92,9 @@ class Settings(BaseSettings):
     headless: bool = Field(False, description="Run without the web UI.")
     web_host: str = Field("127.0.0.1", description="Address of the Locust web UI.")
     web_port: Annotated[int, Field(ge=1, le=65535)] = Field(8089, description="Port of the Locust web UI.")
+    web_login: bool = Field(False, description="Put the web UI behind a login page: `web_user`, with the password "
+                                               "in `REPLAY_WEB_PASSWORD`.")
+    web_user: str = Field("replay", description="The user name of the web UI's login page (`--web-login`).")
     csv: str | None = Field(None, description="Prefix of Locust's CSV stats files.")
     html: Path | None = Field(
         None, description="Write the run's own HTML report here: one self-contained file, charts included.")
@@ -269,6 +272,17 @@ class Settings(BaseSettings):
         """This process's settings: as the CLI handed them over, else from the environment (``locust -f``)."""
         serialised = environ.get(SERIALISED_ENV)
         return cls.from_serialised(serialised) if serialised else cls.build()
+
+
+WEB_PASSWORD_ENV = "REPLAY_WEB_PASSWORD"
+
+
+def web_password(environ: Mapping[str, str]) -> str:
+    """The password of the web UI's login page: only ever from the environment, so no ``ps`` and no worker sees it."""
+    if not (password := environ.get(WEB_PASSWORD_ENV)):
+        raise ConfigError(f"--web-login needs the password in {WEB_PASSWORD_ENV} (a variable, not a flag: "
+                          "flags show in ps)")
+    return password
 
 
 def _config_error(e: ValidationError) -> ConfigError:

@@ -17,7 +17,7 @@ from traffic_replay.format import load_recordings
 from traffic_replay.listening import check_free, open_door
 from traffic_replay.payload import PAYLOAD_FD_ENV, Payload, hand_over, read_workload
 from traffic_replay.redacted import DEMO_SECRETS, read_env_file
-from traffic_replay.settings import Settings
+from traffic_replay.settings import Settings, web_password
 
 
 @app.command()
@@ -82,6 +82,8 @@ def _locust_args(settings: Settings) -> list[str]:
         args.append("--headless")
     else:
         args += ["--web-host", settings.web_host, "--web-port", str(settings.web_port)]
+        if settings.web_login:
+            args.append("--web-login")  # the page; replayer.weblogin says who gets past it
     if settings.run_time:
         args += ["--run-time", settings.run_time]
     if settings.csv:
@@ -98,6 +100,8 @@ def _check_listening(settings: Settings) -> None:
     listens = []
     if not settings.headless and not settings.worker:
         listens.append((settings.web_host, settings.web_port, "the Locust web UI", "--web-host", "--web-port"))
+        if settings.web_login:
+            web_password(os.environ)
     if (settings.master or settings.processes is not None) and not settings.worker:
         listens.append((settings.master_bind_host, settings.master_bind_port, "the master's port for workers",
                         "--master-bind-host", "--master-bind-port"))
@@ -106,6 +110,8 @@ def _check_listening(settings: Settings) -> None:
                         "--prometheus-host", "--prometheus-port"))
     for host, port, what, host_flag, port_flag in listens:
         if warning := open_door(host, what, host_flag):
+            if host_flag == "--web-host" and not settings.web_login:
+                warning += ", or --web-login puts it behind a login page"
             err.print(warning, highlight=False, markup=False, soft_wrap=True)
         check_free(host, port, port_flag)
 
@@ -140,6 +146,9 @@ def run(
     headless: Annotated[bool | None, typer.Option("--headless", help="No web UI.")] = None,
     web_host: Annotated[str | None, typer.Option(help="Web UI address.")] = None,
     web_port: Annotated[int | None, typer.Option(help="Web UI port.")] = None,
+    web_login: Annotated[bool | None, typer.Option(
+        "--web-login", help="Web UI behind a login page: --web-user, the password in REPLAY_WEB_PASSWORD.")] = None,
+    web_user: Annotated[str | None, typer.Option(help="User name of the web UI's login page.")] = None,
     csv: Annotated[str | None, typer.Option(help="Prefix of Locust's CSV files.")] = None,
     html: Annotated[Path | None, typer.Option(help="The run's HTML report: one self-contained file with charts.")
                     ] = None,
@@ -196,7 +205,8 @@ def run(
     """Replay recorded sessions against a target with Locust."""
     settings = Settings.build(recordings=directory, host=host, users=users, spawn_rate=spawn_rate,
                               run_time=run_time, speed=speed, headless=headless, web_host=web_host,
-                              web_port=web_port, csv=csv, html=html, locust_html=locust_html,
+                              web_port=web_port, web_login=web_login, web_user=web_user, csv=csv, html=html,
+                              locust_html=locust_html,
                               summary_json=summary_json, fail_on=fail_on or None, fail_on_abort=fail_on_abort,
                               quiet=quiet, locust_stats=locust_stats, prometheus_port=prometheus_port,
                               prometheus_host=prometheus_host, prometheus_linger=prometheus_linger, check=check,
