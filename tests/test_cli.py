@@ -141,3 +141,19 @@ def test_sigterm_stops_the_demo_and_everything_it_started() -> None:
         stop_process(proc)
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection(("127.0.0.1", int(match.group(1))), timeout=2).close()
+
+
+def _commands() -> list[str]:
+    import typer.main
+
+    from traffic_replay.cli import app
+    return sorted(typer.main.get_command(app).commands)  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("command", ["", *_commands()])
+def test_every_command_s_help_is_printed(command: str) -> None:
+    # A help text is rich markup: "p99[/api/orders/{id}]" in one was read as a closing tag, and
+    # `replay run --help` was an internal error.
+    result = replay(*([command] if command else []), "--help")
+    assert result.returncode == 0, result.stderr
+    assert f"Usage: replay {command}".rstrip() in result.stdout and result.stderr == ""

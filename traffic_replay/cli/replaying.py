@@ -155,7 +155,7 @@ def run(
     locust_html: Annotated[Path | None, typer.Option(help="Locust's own HTML report file.")] = None,
     summary_json: Annotated[Path | None, typer.Option(help="Write the summary as JSON here.")] = None,
     fail_on: Annotated[list[str] | None, typer.Option(
-        help="Threshold, e.g. p95<500ms, 'p99[/api/orders/{id}]<800ms', errors<1%, sessions_failed==0 "
+        help="Threshold, e.g. p95<500ms, 'p99\\[/api/orders/{id}]<800ms', errors<1%, sessions_failed==0 "
              "(repeatable); a broken one exits 4.")] = None,
     fail_on_abort: Annotated[bool | None, typer.Option(
         "--fail-on-abort", help="End the run as soon as a threshold can no longer hold.")] = None,
