@@ -20,9 +20,12 @@ import base64
 import gc
 import os
 import re
+import stat
 import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
@@ -30,7 +33,7 @@ from typing import Annotated, Any, Literal, TypeVar
 import msgspec
 from msgspec import Meta, Struct, field
 
-from traffic_replay.errors import RecordingError, RecordingsInvalid, SessionFileError
+from traffic_replay.errors import RecordingError, RecordingsInvalid, SessionFileError, one_line
 
 FORMAT_VERSION: Literal[1] = 1
 
@@ -241,39 +244,88 @@ def _by_line(raw: bytes, shared: _Shared) -> Session | None:
     """A file in the layout ``dump_session`` writes, decoded one request line at a time, or None.
 
     A million-request session then never exists twice, as decoded objects and as shared
-    ones. Each piece is validated as what it is, and together they are the whole file, so
-    the result is the whole-file decoding's; anything else (another layout, an error)
-    gets the whole-file decoding and its error message.
+    ones; each line is decoded where it lies in the file's bytes (a view, not a copy), so an
+    enormous body is held twice at most, as bytes and as text, never three times. Each piece
+    is validated as what it is, and together they are the whole file, so the result is the
+    whole-file decoding's; anything else (another layout, an error) gets the whole-file
+    decoding and its error message.
     """
-    lines = raw.split(b"\n")
-    if len(lines) < 4 or not lines[0].endswith(b'"requests":[') or lines[-2:] != [b"]}", b""]:
+    first, end = raw.find(b"\n"), len(raw) - len(_TAIL)
+    if not raw.endswith(_TAIL) or not raw[:first].endswith(b'"requests":[') or first + 1 > end:
         return None
-    body = lines[1:-2]
-    if not all(line.endswith(b",") for line in body[:-1]):
-        return None
-    body[:-1] = [line[:-1] for line in body[:-1]]
+    view, at, requests = memoryview(raw), first + 1, []
     try:
-        head = _DECODER.decode(lines[0] + b"]}")
-        requests = [shared.request(_REQUEST.decode(line)) for line in body]
+        head = _DECODER.decode(raw[:first] + b"]}")
+        while (newline := raw.find(b"\n", at, end)) != -1:
+            if raw[newline - 1] != ord(","):
+                return None
+            requests.append(shared.request(_REQUEST.decode(view[at:newline - 1])))
+            at = newline + 1
+        requests.append(shared.request(_REQUEST.decode(view[at:end])))
     except msgspec.MsgspecError:
         return None
     msgspec.structs.force_setattr(head, "requests", requests)
     return head
 
 
-def load_session(path: Path, shared: _Shared | None = None) -> Session:
-    """Read and validate one session file; raise ``SessionFileError`` naming the field at fault."""
+_TAIL = b"\n]}\n"
+
+
+def _read(path: Path) -> bytes:
+    """The bytes of a session file, refused unless it is a regular file.
+
+    Opened without blocking and checked before anything is read: a FIFO named ``x.json``
+    would otherwise wait forever for a writer, and a device (``/dev/zero`` behind a
+    symlink) would never end. A symlink loop or a missing target fails at the open.
+    """
     try:
-        raw = path.read_bytes()
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as e:
         raise SessionFileError(path, e.strerror or str(e)) from e
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise SessionFileError(path, f"not a regular file ({_KINDS.get(stat.S_IFMT(mode), 'special file')}),"
+                                         " not a session file")
+        with os.fdopen(fd, "rb", closefd=False) as fh:
+            return fh.read()
+    except OSError as e:
+        raise SessionFileError(path, e.strerror or str(e)) from e
+    finally:
+        os.close(fd)
+
+
+_KINDS = {stat.S_IFDIR: "a directory", stat.S_IFIFO: "a FIFO", stat.S_IFSOCK: "a socket",
+          stat.S_IFCHR: "a character device", stat.S_IFBLK: "a block device"}
+
+
+class _Version(Struct):
+    format_version: Any = FORMAT_VERSION
+
+
+def _wrong_version(raw: bytes) -> str | None:
+    """What to say about a file of another format version, or None: asked only once a file failed, so
+    that a file from a newer traffic-replay is named as that, not as the first field it differs in."""
+    try:
+        version = msgspec.json.decode(raw, type=_Version).format_version
+    except msgspec.MsgspecError:
+        return None
+    if version == FORMAT_VERSION:
+        return None
+    return (f"field 'format_version': {one_line(repr(version))[:40]} is not a format this traffic-replay reads"
+            f" (it reads {FORMAT_VERSION})")
+
+
+def load_session(path: Path, shared: _Shared | None = None) -> Session:
+    """Read and validate one session file; raise ``SessionFileError`` naming the field at fault."""
+    raw = _read(path)
     shared = shared or _Shared()
     if (session := _by_line(raw, shared)) is not None:
         return session
     try:
         session = _DECODER.decode(raw)
     except msgspec.MsgspecError as e:
-        raise SessionFileError(path, describe_error(e)) from e
+        raise SessionFileError(path, _wrong_version(raw) or describe_error(e)) from e
     for request in session.requests:
         shared.request(request)
     return session
@@ -288,8 +340,22 @@ def session_files(directory: Path) -> list[Path]:
     return sorted(p for p in directory.glob("*.json") if not p.name.startswith("."))
 
 
-def load_recordings(directory: Path) -> list[Session]:
-    """Load every session of ``directory``; all invalid files are reported together."""
+@dataclass(frozen=True, slots=True)
+class Recordings:
+    """The sessions of a recordings directory, and the files skipped as bad (``--skip-bad``)."""
+
+    sessions: list[Session]
+    skipped: list[SessionFileError] = dataclass_field(default_factory=list)
+
+
+def read_recordings(directory: Path, skip_bad: bool = False) -> Recordings:
+    """Load every session of ``directory``.
+
+    Strict by default: one bad file stops the run (all of them are reported together), as a
+    load test must not silently run on part of its recording. With ``skip_bad`` the good
+    files load and the bad ones are returned beside them, for the caller to name and count;
+    a directory with no good file is still an error.
+    """
     files = session_files(directory)
     if not files:
         raise RecordingError(f"{directory}: no session files (*.json) in this directory")
@@ -302,12 +368,19 @@ def load_recordings(directory: Path) -> list[Session]:
                 sessions.append(load_session(path, shared))
             except SessionFileError as e:
                 problems.append(e)
-    if problems:
+    if problems and not skip_bad:
         raise RecordingsInvalid(problems)
+    if not sessions:
+        raise RecordingError(f"{directory}: every session file is bad ({len(problems)}), e.g. {problems[0]}")
     empty = [s for s in sessions if not s.requests]
     if len(empty) == len(sessions):
         raise RecordingError(f"{directory}: every session file is empty (no requests)")
-    return sessions
+    return Recordings(sessions, problems)
+
+
+def load_recordings(directory: Path) -> list[Session]:
+    """Every session of ``directory``; all invalid files are reported together (``RecordingsInvalid``)."""
+    return read_recordings(directory).sessions
 
 
 def decode_sessions(documents: Iterable[bytes | msgspec.Raw]) -> list[Session]:
