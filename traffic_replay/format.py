@@ -17,6 +17,8 @@ what mitmproxy already parsed, and everything that reads a file decodes it.
 from __future__ import annotations
 
 import base64
+import binascii
+import errno
 import gc
 import os
 import re
@@ -26,7 +28,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -72,6 +74,17 @@ class Body(Struct, kw_only=True, frozen=True, forbid_unknown_fields=True, gc=Fal
                 pass  # a cap can cut a multi-byte character, or the label lies: fall back to base64
         return cls(encoding="base64", data=base64.b64encode(kept).decode("ascii"),
                    content_type=content_type, size=size, truncated=truncated)
+
+    def __post_init__(self) -> None:
+        # Checked as the file is decoded, so that a body which lies about its encoding is refused by
+        # name at load time rather than failing each replay of its session.
+        if self.encoding == "base64":
+            try:
+                binascii.a2b_base64(self.data, strict_mode=True)
+            except binascii.Error as e:
+                raise ValueError(f"data is not base64 ({e})") from None
+            except ValueError:  # a2b_base64's word for text that is not ASCII
+                raise ValueError("data is not base64 (a character outside its alphabet)") from None
 
     def to_bytes(self) -> bytes:
         if self.encoding == "text":
@@ -121,6 +134,12 @@ class Session(Struct, kw_only=True, frozen=True, forbid_unknown_fields=True, gc=
     client: ClientInfo = field(default_factory=ClientInfo)
     started_at: datetime
     requests: list[Request]
+
+    def __post_init__(self) -> None:
+        # Written by hand, a start time may lack its zone; taken as UTC, it can be compared with the others
+        # (the timeline orders sessions by their starts).
+        if self.started_at.tzinfo is None:
+            msgspec.structs.force_setattr(self, "started_at", self.started_at.replace(tzinfo=UTC))
 
     @property
     def duration_ms(self) -> float:
@@ -271,28 +290,31 @@ def _by_line(raw: bytes, shared: _Shared) -> Session | None:
 _TAIL = b"\n]}\n"
 
 
-def _read(path: Path) -> bytes:
-    """The bytes of a session file, refused unless it is a regular file.
+def read_regular(path: Path) -> bytes:
+    """The bytes of an input file, or an ``OSError`` whose ``strerror`` says what is wrong.
 
     Opened without blocking and checked before anything is read: a FIFO named ``x.json``
     would otherwise wait forever for a writer, and a device (``/dev/zero`` behind a
     symlink) would never end. A symlink loop or a missing target fails at the open.
     """
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError as e:
-        raise SessionFileError(path, e.strerror or str(e)) from e
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     try:
         mode = os.fstat(fd).st_mode
         if not stat.S_ISREG(mode):
-            raise SessionFileError(path, f"not a regular file ({_KINDS.get(stat.S_IFMT(mode), 'special file')}),"
-                                         " not a session file")
+            kind = _KINDS.get(stat.S_IFMT(mode), "a special file")
+            raise OSError(errno.EINVAL, f"not a regular file ({kind})")
         with os.fdopen(fd, "rb", closefd=False) as fh:
             return fh.read()
-    except OSError as e:
-        raise SessionFileError(path, e.strerror or str(e)) from e
     finally:
         os.close(fd)
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return read_regular(path)
+    except OSError as e:
+        detail = e.strerror or str(e)
+        raise SessionFileError(path, f"{detail}, not a session file" if e.errno == errno.EINVAL else detail) from e
 
 
 _KINDS = {stat.S_IFDIR: "a directory", stat.S_IFIFO: "a FIFO", stat.S_IFSOCK: "a socket",
