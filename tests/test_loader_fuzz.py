@@ -15,6 +15,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -176,6 +177,9 @@ LIVE = [ResponseView(lambda n: None, b"", lambda n: None),
         ResponseView(lambda n: None, b'b id ["x"]', lambda n: None)]
 
 
+SPLITS = re.compile(r"[\r\n\x00]").search
+
+
 def _one_line(error: ReplayError, path: Path) -> None:
     out = io.StringIO()
     report_error(error, out)
@@ -197,6 +201,8 @@ def replays(sessions: list[Session], rules: list[Rule] | None = None, rows: list
     render_inspection(inspect_sessions(sessions, rules), Console(file=io.StringIO(), width=160), everything=True)
     for session in prepared:
         for step in session.steps:
+            # What goes on the wire as the request line and header block: nothing that splits them.
+            assert not SPLITS(step.url) and not any(SPLITS(f"{k}{v}") for k, v in step.headers.items()), step.url
             for _, extract in step.extract:
                 for view in LIVE:
                     extract(view)
@@ -208,16 +214,20 @@ def check_sessions(files: list[bytes]) -> None:
         for n, data in enumerate(files):
             (directory / f"s{n}.json").write_bytes(data)
         try:
-            sessions = read_recordings(directory, skip_bad=True).sessions
+            recordings = read_recordings(directory, skip_bad=True)
         except ReplayError as e:
             _one_line(e, directory)
             return
+        sessions, skipped = recordings.sessions, {e.path.name for e in recordings.skipped}
         for n, data in enumerate(files):  # whole or not at all: what loaded is the file's whole decoding
             try:
                 whole = msgspec.json.decode(data, type=Session)
             except msgspec.MsgspecError:
+                assert f"s{n}.json" in skipped
                 continue
-            assert whole in sessions, f"s{n}.json decodes whole but did not load as that"
+            assert whole in sessions or f"s{n}.json" in skipped, f"s{n}.json decodes whole but did not load as that"
+        for error in recordings.skipped:
+            _one_line(error, error.path)
         replays(sessions)
 
 
@@ -342,7 +352,7 @@ def _directory(tmp_path: Path, *documents: Any) -> Path:
 
 def test_a_body_that_says_base64_and_is_not_is_refused_at_load_naming_the_field(tmp_path: Path) -> None:
     lying, unpadded = base_session(0), base_session(1)
-    lying["requests"][0]["body"] = {"encoding": "base64", "data": "«redacted»", "size": 10}
+    lying["requests"][0]["body"] = {"encoding": "base64", "data": "«redacted»ab", "size": 12}
     unpadded["requests"][1]["response"]["body"]["data"] = "aGVsbG8"
     directory = _directory(tmp_path, lying, unpadded)
     with pytest.raises(ReplayError) as info:  # was: loaded, then a ValueError in every replay of the session
@@ -412,3 +422,21 @@ def test_a_fifo_as_rules_or_data_is_refused_without_blocking(tmp_path: Path, nam
     with pytest.raises(ReplayError) as info:
         load_rules(path) if name == "rules.toml" else load_rows(path, set())
     assert info.value.lines() == [f"{path}: not a regular file (a FIFO)"]
+
+
+@pytest.mark.parametrize(("where", "value", "field"), [
+    (("requests", 1, "headers", 0, 1), "Bearer tok\r\nX-Injected: 1", "requests.1.headers.0': the header's value has"
+                                                                    " a line break or control character"),
+    (("requests", 1, "headers", 1, 0), "Bad Name:", "requests.1.headers.1': the header's name is not an HTTP token"),
+    (("requests", 1, "path"), "/a HTTP/1.1\r\nHost: evil\r\n\r\nGET /", "requests.1.path': a space, line break or"
+                                                                        " control character"),
+])
+def test_what_would_split_the_request_it_is_sent_in_is_refused_at_load(tmp_path: Path, where: tuple[str | int, ...],
+                                                                       value: str, field: str) -> None:
+    for layout in ("lines", "one"):
+        path = tmp_path / f"{layout}.json"
+        path.write_bytes(_bytes_of(_set(base_session(0), where, value), layout))
+        with pytest.raises(ReplayError) as info:  # was: sent as it was, a header or a request of its own
+            read_recordings(tmp_path)
+        assert info.value.lines() == [f"{path}: field '{field}"]
+        path.unlink()

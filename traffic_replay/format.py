@@ -22,7 +22,6 @@ import errno
 import gc
 import os
 import re
-import stat
 import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -36,6 +35,7 @@ import msgspec
 from msgspec import Meta, Struct, field
 
 from traffic_replay.errors import RecordingError, RecordingsInvalid, SessionFileError, one_line
+from traffic_replay.inputs import read_regular
 
 FORMAT_VERSION: Literal[1] = 1
 
@@ -80,7 +80,7 @@ class Body(Struct, kw_only=True, frozen=True, forbid_unknown_fields=True, gc=Fal
         # name at load time rather than failing each replay of its session.
         if self.encoding == "base64":
             try:
-                binascii.a2b_base64(self.data, strict_mode=True)
+                _check_base64(self.data)
             except binascii.Error as e:
                 raise ValueError(f"data is not base64 ({e})") from None
             except ValueError:  # a2b_base64's word for text that is not ASCII
@@ -90,6 +90,16 @@ class Body(Struct, kw_only=True, frozen=True, forbid_unknown_fields=True, gc=Fal
         if self.encoding == "text":
             return self.data.encode("utf-8")
         return base64.b64decode(self.data)
+
+
+def _check_base64(data: str, chunk: int = 1 << 20) -> None:
+    """A ``binascii.Error`` unless ``data`` is strict base64; piece by piece, so that an enormous body is not
+    decoded whole a first time just to be checked."""
+    data_end = len(data)
+    if data_end % 4 or data.find("=", 0, max(data_end - 2, 0)) != -1:
+        raise binascii.Error("Incorrect padding")
+    for at in range(0, data_end, chunk):
+        binascii.a2b_base64(data[at:at + chunk], strict_mode=True)
 
 
 class Response(Struct, kw_only=True, frozen=True, forbid_unknown_fields=True, gc=False):
@@ -188,9 +198,12 @@ def write_session(session: Session, directory: Path) -> Path:
     """
     data = dump_session(session)
     try:
-        _DECODER.decode(data)
-    except msgspec.ValidationError as e:
-        raise RecordingError(f"{directory}: session {session.id!r} not written: {describe_error(e)}") from e
+        shared = _Shared()
+        for n, request in enumerate(_DECODER.decode(data).requests):
+            shared.request(request, n)
+    except (msgspec.ValidationError, ValueError) as e:
+        detail = describe_error(e) if isinstance(e, msgspec.ValidationError) else str(e)
+        raise RecordingError(f"{directory}: session {session.id!r} not written: {detail}") from e
     target = directory / f"{session.id}.json"
     fd, tmp = tempfile.mkstemp(prefix=f".{session.id}.", suffix=".tmp", dir=directory)
     try:
@@ -239,8 +252,22 @@ class _Shared:
         self.pairs: dict[Header, Header] = {}
         self.strings: dict[str, str] = {}
 
-    def request(self, request: Request) -> Request:
-        pairs, strings, put = self.pairs.setdefault, self.strings.setdefault, msgspec.structs.force_setattr
+    def request(self, request: Request, index: int) -> Request:
+        """``request`` holding the shared objects; a ``ValueError`` naming the field if it could not be sent.
+
+        Checked here, where each distinct header pair is seen once, rather than per request: a line
+        break in a header or a path would split the request it is sent in (a hostile file's way to
+        send what it likes), and no client could have sent one.
+        """
+        if _UNSENDABLE_PATH(request.path):
+            raise ValueError(f"field 'requests.{index}.path': a space, line break or control character")
+        known, pairs, strings, put = self.pairs, self.pairs.setdefault, self.strings.setdefault, \
+            msgspec.structs.force_setattr
+        for n, pair in enumerate(request.headers):
+            if pair not in known and (not _HEADER_NAME(pair[0]) or _UNSENDABLE_VALUE(pair[1])):
+                what = "name is not an HTTP token" if not _HEADER_NAME(pair[0]) else "value has a line break or" \
+                    " control character"
+                raise ValueError(f"field 'requests.{index}.headers.{n}': the header's {what}")
         request.headers[:] = [pairs(h, h) for h in request.headers]
         for name in ("method", "host", "scheme", "http_version"):
             value = getattr(request, name)
@@ -257,30 +284,33 @@ class _Shared:
 
 
 _REQUEST = msgspec.json.Decoder(Request)
+_UNSENDABLE_PATH = re.compile(r"[\x00-\x20\x7f]").search
+_HEADER_NAME = re.compile(r":?[!#$%&'*+\-.^_`|~0-9A-Za-z]+").fullmatch  # (":authority": HTTP/2's, dropped at replay)
+_UNSENDABLE_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]").search
 
 
 def _by_line(raw: bytes, shared: _Shared) -> Session | None:
     """A file in the layout ``dump_session`` writes, decoded one request line at a time, or None.
 
-    A million-request session then never exists twice, as decoded objects and as shared
-    ones; each line is decoded where it lies in the file's bytes (a view, not a copy), so an
-    enormous body is held twice at most, as bytes and as text, never three times. Each piece
-    is validated as what it is, and together they are the whole file, so the result is the
-    whole-file decoding's; anything else (another layout, an error) gets the whole-file
-    decoding and its error message.
+    A million-request session then never exists twice, as decoded objects and as shared ones,
+    and each line is decoded where it lies in the file (a view: an enormous body is held as
+    bytes and as text, not copied a third time). Together the pieces are the whole file, so
+    the result is the whole-file decoding's; anything else (another layout, an error) gets
+    the whole-file decoding and its error message.
     """
     first, end = raw.find(b"\n"), len(raw) - len(_TAIL)
     if not raw.endswith(_TAIL) or not raw[:first].endswith(b'"requests":[') or first + 1 > end:
         return None
-    view, at, requests = memoryview(raw), first + 1, []
+    view, at = memoryview(raw), first + 1
+    requests: list[Request] = []
     try:
         head = _DECODER.decode(raw[:first] + b"]}")
         while (newline := raw.find(b"\n", at, end)) != -1:
             if raw[newline - 1] != ord(","):
                 return None
-            requests.append(shared.request(_REQUEST.decode(view[at:newline - 1])))
+            requests.append(shared.request(_REQUEST.decode(view[at:newline - 1]), len(requests)))
             at = newline + 1
-        requests.append(shared.request(_REQUEST.decode(view[at:end])))
+        requests.append(shared.request(_REQUEST.decode(view[at:end]), len(requests)))
     except msgspec.MsgspecError:
         return None
     msgspec.structs.force_setattr(head, "requests", requests)
@@ -288,25 +318,6 @@ def _by_line(raw: bytes, shared: _Shared) -> Session | None:
 
 
 _TAIL = b"\n]}\n"
-
-
-def read_regular(path: Path) -> bytes:
-    """The bytes of an input file, or an ``OSError`` whose ``strerror`` says what is wrong.
-
-    Opened without blocking and checked before anything is read: a FIFO named ``x.json``
-    would otherwise wait forever for a writer, and a device (``/dev/zero`` behind a
-    symlink) would never end. A symlink loop or a missing target fails at the open.
-    """
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    try:
-        mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):
-            kind = _KINDS.get(stat.S_IFMT(mode), "a special file")
-            raise OSError(errno.EINVAL, f"not a regular file ({kind})")
-        with os.fdopen(fd, "rb", closefd=False) as fh:
-            return fh.read()
-    finally:
-        os.close(fd)
 
 
 def _read(path: Path) -> bytes:
@@ -317,39 +328,36 @@ def _read(path: Path) -> bytes:
         raise SessionFileError(path, f"{detail}, not a session file" if e.errno == errno.EINVAL else detail) from e
 
 
-_KINDS = {stat.S_IFDIR: "a directory", stat.S_IFIFO: "a FIFO", stat.S_IFSOCK: "a socket",
-          stat.S_IFCHR: "a character device", stat.S_IFBLK: "a block device"}
-
-
 class _Version(Struct):
     format_version: Any = FORMAT_VERSION
 
 
 def _wrong_version(raw: bytes) -> str | None:
-    """What to say about a file of another format version, or None: asked only once a file failed, so
-    that a file from a newer traffic-replay is named as that, not as the first field it differs in."""
+    """Once a file failed: what to say if it is of another format version (a newer traffic-replay's), not
+    the first field it differs in."""
     try:
         version = msgspec.json.decode(raw, type=_Version).format_version
     except msgspec.MsgspecError:
         return None
-    if version == FORMAT_VERSION:
-        return None
-    return (f"field 'format_version': {one_line(repr(version))[:40]} is not a format this traffic-replay reads"
-            f" (it reads {FORMAT_VERSION})")
+    return None if version == FORMAT_VERSION else (f"field 'format_version': {one_line(repr(version))[:40]} is not"
+                                                   f" a format this traffic-replay reads (it reads {FORMAT_VERSION})")
 
 
 def load_session(path: Path, shared: _Shared | None = None) -> Session:
     """Read and validate one session file; raise ``SessionFileError`` naming the field at fault."""
     raw = _read(path)
     shared = shared or _Shared()
-    if (session := _by_line(raw, shared)) is not None:
-        return session
     try:
-        session = _DECODER.decode(raw)
-    except msgspec.MsgspecError as e:
-        raise SessionFileError(path, _wrong_version(raw) or describe_error(e)) from e
-    for request in session.requests:
-        shared.request(request)
+        if (session := _by_line(raw, shared)) is not None:
+            return session
+        try:
+            session = _DECODER.decode(raw)
+        except msgspec.MsgspecError as e:
+            raise SessionFileError(path, _wrong_version(raw) or describe_error(e)) from e
+        for n, request in enumerate(session.requests):
+            shared.request(request, n)
+    except ValueError as e:  # what _Shared refuses
+        raise SessionFileError(path, str(e)) from e
     return session
 
 
@@ -371,13 +379,9 @@ class Recordings:
 
 
 def read_recordings(directory: Path, skip_bad: bool = False) -> Recordings:
-    """Load every session of ``directory``.
-
-    Strict by default: one bad file stops the run (all of them are reported together), as a
-    load test must not silently run on part of its recording. With ``skip_bad`` the good
-    files load and the bad ones are returned beside them, for the caller to name and count;
-    a directory with no good file is still an error.
-    """
+    """Every session of ``directory``: strict by default (all bad files reported together), as a load test
+    must not silently run on part of its recording; with ``skip_bad`` the good ones, and the bad ones beside
+    them for the caller to name and count. A directory with no good file is an error either way."""
     files = session_files(directory)
     if not files:
         raise RecordingError(f"{directory}: no session files (*.json) in this directory")
@@ -415,8 +419,8 @@ def decode_sessions(documents: Iterable[bytes | msgspec.Raw]) -> list[Session]:
     with uncollected():
         for document in documents:
             session = _DECODER.decode(document)
-            for request in session.requests:
-                one.request(request)
+            for n, request in enumerate(session.requests):
+                one.request(request, n)
             sessions.append(session)
     return sessions
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import msgspec
 import orjson
-from pydantic import TypeAdapter, ValidationError
+from pydantic import TypeAdapter
 
 from traffic_replay.correlation import Rule, load_rules
 from traffic_replay.correlation.secrets import describe_missing, missing_secrets, needed_secrets
@@ -137,7 +137,7 @@ class Payload:
                 secrets=document.secrets,
                 skipped=[SessionFileError(path, detail) for path, detail in document.skipped],
             )
-        except (zlib.error, msgspec.MsgspecError, ValidationError) as e:
+        except (zlib.error, msgspec.MsgspecError, ValueError) as e:  # (pydantic's ValidationError is one)
             raise PayloadError(f"the master's payload cannot be read: {e}") from e
 
 

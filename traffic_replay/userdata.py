@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from traffic_replay.errors import ConfigError
-from traffic_replay.format import read_regular
+from traffic_replay.inputs import read_regular
 from traffic_replay.specs import DataColumn
 
 

@@ -27,7 +27,8 @@ from traffic_replay.correlation.detection import json_leaves, uses_in
 from traffic_replay.correlation.extraction import compile_extractor, recorded_view
 from traffic_replay.correlation.model import Correlation, ExtractKind, Source, Use
 from traffic_replay.errors import ConfigError
-from traffic_replay.format import Request, Session, read_regular
+from traffic_replay.format import Request, Session
+from traffic_replay.inputs import read_regular
 
 _KINDS: tuple[ExtractKind, ...] = ("json", "header", "cookie", "html_input", "html_meta", "regex")
 
