@@ -75,17 +75,6 @@ class Body(Struct, kw_only=True, frozen=True, forbid_unknown_fields=True, gc=Fal
         return cls(encoding="base64", data=base64.b64encode(kept).decode("ascii"),
                    content_type=content_type, size=size, truncated=truncated)
 
-    def __post_init__(self) -> None:
-        # Checked as the file is decoded, so that a body which lies about its encoding is refused by
-        # name at load time rather than failing each replay of its session.
-        if self.encoding == "base64":
-            try:
-                _check_base64(self.data)
-            except binascii.Error as e:
-                raise ValueError(f"data is not base64 ({e})") from None
-            except ValueError:  # a2b_base64's word for text that is not ASCII
-                raise ValueError("data is not base64 (a character outside its alphabet)") from None
-
     def to_bytes(self) -> bytes:
         if self.encoding == "text":
             return self.data.encode("utf-8")
@@ -253,28 +242,35 @@ class _Shared:
         self.strings: dict[str, str] = {}
 
     def request(self, request: Request, index: int) -> Request:
-        """``request`` holding the shared objects; a ``ValueError`` naming the field if it could not be sent.
+        """``request`` holding the shared objects; a ``ValueError`` naming the field if it cannot be replayed.
 
-        Checked here, where each distinct header pair is seen once, rather than per request: a line
-        break in a header or a path would split the request it is sent in (a hostile file's way to
-        send what it likes), and no client could have sent one.
+        Checked here, where each distinct header pair is seen once: a line break in a header or a
+        path would split the request it is sent in (a hostile file's way to send what it likes),
+        and a body that says base64 and is not would fail each replay of its session.
         """
-        if _UNSENDABLE_PATH(request.path):
+        path = request.path
+        if not path.isprintable() or " " in path:
             raise ValueError(f"field 'requests.{index}.path': a space, line break or control character")
-        known, pairs, strings, put = self.pairs, self.pairs.setdefault, self.strings.setdefault, \
-            msgspec.structs.force_setattr
-        for n, pair in enumerate(request.headers):
-            if pair not in known and (not _HEADER_NAME(pair[0]) or _UNSENDABLE_VALUE(pair[1])):
-                what = "name is not an HTTP token" if not _HEADER_NAME(pair[0]) else "value has a line break or" \
-                    " control character"
-                raise ValueError(f"field 'requests.{index}.headers.{n}': the header's {what}")
+        pairs, strings, put = self.pairs.setdefault, self.strings.setdefault, msgspec.structs.force_setattr
+        known = len(self.pairs)
         request.headers[:] = [pairs(h, h) for h in request.headers]
+        if len(self.pairs) != known:  # a pair not seen before
+            self._check_headers(request.headers, index)
+        response = request.response
+        for where, body in (("body", request.body), ("response.body", response.body if response else None)):
+            if body is not None and body.encoding == "base64":
+                try:
+                    _check_base64(body.data)
+                except binascii.Error as e:
+                    raise ValueError(f"field 'requests.{index}.{where}': data is not base64 ({e})") from None
+                except ValueError:  # a2b_base64's word for text that is not ASCII
+                    raise ValueError(f"field 'requests.{index}.{where}': data is not base64 (a character outside"
+                                     " its alphabet)") from None
         for name in ("method", "host", "scheme", "http_version"):
             value = getattr(request, name)
             put(request, name, strings(value, value))
         if request.body is not None and request.body.content_type is not None:
             put(request.body, "content_type", strings(request.body.content_type, request.body.content_type))
-        response = request.response
         if response is not None:
             response.headers[:] = [pairs(h, h) for h in response.headers]
             put(response, "reason", strings(response.reason, response.reason))
@@ -282,9 +278,17 @@ class _Shared:
                 put(response.body, "content_type", strings(response.body.content_type, response.body.content_type))
         return request
 
+    def _check_headers(self, headers: list[Header], index: int) -> None:
+        for n, (name, value) in enumerate(headers):
+            if _HEADER_NAME(name) and not _UNSENDABLE_VALUE(value):
+                continue
+            for pair in headers:  # none of them counts as seen: another file may send them too
+                self.pairs.pop(pair, None)
+            what = "value has a line break or control character" if _HEADER_NAME(name) else "name is not an HTTP token"
+            raise ValueError(f"field 'requests.{index}.headers.{n}': the header's {what}")
+
 
 _REQUEST = msgspec.json.Decoder(Request)
-_UNSENDABLE_PATH = re.compile(r"[\x00-\x20\x7f]").search
 _HEADER_NAME = re.compile(r":?[!#$%&'*+\-.^_`|~0-9A-Za-z]+").fullmatch  # (":authority": HTTP/2's, dropped at replay)
 _UNSENDABLE_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]").search
 
