@@ -440,3 +440,80 @@ def test_what_would_split_the_request_it_is_sent_in_is_refused_at_load(tmp_path:
             read_recordings(tmp_path)
         assert info.value.lines() == [f"{path}: field '{field}"]
         path.unlink()
+
+
+def test_a_bad_header_is_refused_in_every_file_that_sends_it(tmp_path: Path) -> None:
+    """What repeats is checked once: a refused pair must not count as seen for the next file."""
+    good, first, second = base_session(0), base_session(1), base_session(2)
+    for document in (first, second):
+        document["requests"][0]["headers"].append(["X-Bad", "a\nb"])
+    directory = _directory(tmp_path, good, first, second)
+    recordings = read_recordings(directory, skip_bad=True)
+    assert [s.id for s in recordings.sessions] == ["s0"]
+    assert [str(e) for e in recordings.skipped] == [
+        f"{directory / name}: field 'requests.0.headers.2': the header's value has a line break or control character"
+        for name in ("s1.json", "s2.json")]
+
+
+def _import(tmp_path: Path, entry: dict[str, Any]) -> tuple[int, str, Path]:
+    import contextlib
+
+    from recorder.importer import main
+
+    har, out = tmp_path / "in.har", tmp_path / "rec"
+    har.write_text(json.dumps({"log": {"version": "1.2", "pages": [], "entries": [entry]}}))
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        code = main([str(har), "-o", str(out)])
+    return code, err.getvalue(), out
+
+
+def test_a_har_header_that_would_split_the_request_is_an_invalid_entry(tmp_path: Path) -> None:
+    from test_har_fuzz import base_entry
+
+    entry = base_entry(0)
+    entry["request"]["headers"][0] = {"name": "X-A", "value": "a\r\nX-Injected: 1"}
+    code, err, out = _import(tmp_path, entry)  # was: imported, then a file every load refuses
+    assert code == 2 and "entry 1: request.headers[0]: the header's value has a line break or control character" \
+        in err, err
+    assert not out.exists()
+
+
+def test_a_har_url_with_a_space_is_imported_as_a_browser_sends_it(tmp_path: Path) -> None:
+    from test_har_fuzz import base_entry
+
+    entry = base_entry(0)
+    entry["request"]["url"] = "http://shop.example/items/a b?q=x y"
+    code, err, out = _import(tmp_path, entry)
+    assert code == 0, err
+    assert [r.path for s in read_recordings(out).sessions for r in s.requests] == ["/items/a%20b?q=x%20y"]
+
+
+def test_a_recorded_flow_that_could_not_be_replayed_is_an_invalid_flow_and_a_raw_space_is_escaped(
+        tmp_path: Path) -> None:
+    """The recorder's side of what a session file refuses (found in a damaged flow file: a header name with a
+    NUL byte): the flow is invalid and named, the other flows are kept; a path with a raw space is escaped."""
+    import contextlib
+
+    from mitmproxy import io as flowio
+    from mitmproxy.test import tflow
+
+    from recorder.importer import main
+
+    path, out = tmp_path / "flows.mitm", tmp_path / "rec"
+    with path.open("wb") as fh:
+        writer = flowio.FlowWriter(fh)
+        for n, change in enumerate(["header", "space", None]):
+            flow = tflow.tflow(resp=True)
+            flow.request.path = "/items/a b" if change == "space" else f"/items/{n}"
+            if change == "header":
+                flow.request.headers.fields = ((b"X-\x00Bad", b"1"),)
+            flow.request.timestamp_start = flow.request.timestamp_end = 1767348000.0 + n
+            flow.response.timestamp_start = flow.response.timestamp_end = 1767348000.5 + n  # type: ignore[union-attr]
+            writer.add(flow)
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        code = main([str(path), "-o", str(out)])
+    assert code == 0, err.getvalue()  # was: all three written, and the directory refused at every load
+    assert "flow 1: field 'headers.0': the header's name is not an HTTP token" in err.getvalue(), err.getvalue()
+    assert sorted(r.path for s in read_recordings(out).sessions for r in s.requests) == ["/items/2", "/items/a%20b"]
