@@ -28,7 +28,8 @@ from recorder.harparse import first_line
 from recorder.pipeline import Captured
 from recorder.sessionkeys import ClientKey
 from traffic_replay.errors import InvalidEntry, one_line
-from traffic_replay.format import METHOD_PATTERN, Header, unsendable_header
+from traffic_replay.format import METHOD_PATTERN, Header
+from traffic_replay.sharing import unsendable_header
 
 NOT_HTTP = "not an http(s) URL"
 NO_RESPONSE = "no response (status 0: blocked, cancelled or failed)"

@@ -21,7 +21,8 @@ from typing import Any, Literal, NamedTuple
 import msgspec
 import orjson
 
-from traffic_replay.format import Header, Request, Session, describe_error, dump_session, unsendable_header
+from traffic_replay.format import Header, Request, Session, describe_error, dump_session
+from traffic_replay.sharing import unsendable_header
 
 __all__ = ["BodyData", "Exchange", "ResponseData", "body_data", "exchange_from_fields", "file_bytes", "head_bytes",
            "request_fields", "request_line", "spliced", "timing", "validated"]

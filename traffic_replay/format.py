@@ -17,7 +17,6 @@ what mitmproxy already parsed, and everything that reads a file decodes it.
 from __future__ import annotations
 
 import base64
-import binascii
 import errno
 import gc
 import os
@@ -36,6 +35,7 @@ from msgspec import Meta, Struct, field
 
 from traffic_replay.errors import RecordingError, RecordingsInvalid, SessionFileError, one_line
 from traffic_replay.inputs import read_regular
+from traffic_replay.sharing import Shared
 
 FORMAT_VERSION: Literal[1] = 1
 
@@ -79,16 +79,6 @@ class Body(Struct, kw_only=True, frozen=True, forbid_unknown_fields=True, gc=Fal
         if self.encoding == "text":
             return self.data.encode("utf-8")
         return base64.b64decode(self.data)
-
-
-def _check_base64(data: str, chunk: int = 1 << 20) -> None:
-    """A ``binascii.Error`` unless ``data`` is strict base64; piece by piece, so that an enormous body is not
-    decoded whole a first time just to be checked."""
-    data_end = len(data)
-    if data_end % 4 or data.find("=", 0, max(data_end - 2, 0)) != -1:
-        raise binascii.Error("Incorrect padding")
-    for at in range(0, data_end, chunk):
-        binascii.a2b_base64(data[at:at + chunk], strict_mode=True)
 
 
 class Response(Struct, kw_only=True, frozen=True, forbid_unknown_fields=True, gc=False):
@@ -184,7 +174,7 @@ def write_session(session: Session, directory: Path) -> Path:
 
     What is written is decoded again first: structs built in code are not validated (a HAR
     or flow file can hold anything), and a file that would not load must not be written. What
-    only a replay cannot send (``_Shared``'s checks) is written all the same: what was recorded
+    only a replay cannot send (``Shared``'s checks) is written all the same: what was recorded
     is kept, and refused by name when it is loaded.
     """
     data = dump_session(session)
@@ -225,81 +215,10 @@ def describe_error(err: msgspec.MsgspecError) -> str:
 _NAMED_FIELD = re.compile(r"Object (?P<kind>missing required|contains unknown) field `(?P<field>[^`]*)`")
 
 
-class _Shared:
-    """One object for each string and header pair that repeats across a recording.
-
-    A recording says the same things again and again: the same ``User-Agent`` and
-    ``Accept`` pairs on every request, the same method, host and content type. Decoded,
-    each would be an object of its own (two thirds of a loaded recording's memory);
-    shared, a loaded recording holds little more than its JSON.
-    """
-
-    __slots__ = ("pairs", "strings")
-
-    def __init__(self) -> None:
-        self.pairs: dict[Header, Header] = {}
-        self.strings: dict[str, str] = {}
-
-    def request(self, request: Request, index: int) -> Request:
-        """``request`` holding the shared objects; a ``ValueError`` naming the field if it cannot be replayed.
-
-        Checked here, where each distinct header pair is seen once: a line break in a header or a
-        path would split the request it is sent in (a hostile file's way to send what it likes),
-        and a body that says base64 and is not would fail each replay of its session.
-        """
-        path = request.path
-        if not path.isprintable() or " " in path:
-            raise ValueError(f"field 'requests.{index}.path': a space, line break or control character")
-        pairs, strings, put = self.pairs.setdefault, self.strings.setdefault, msgspec.structs.force_setattr
-        known = len(self.pairs)
-        request.headers[:] = [pairs(h, h) for h in request.headers]
-        if len(self.pairs) != known:  # a pair not seen before
-            self._check_headers(request.headers, index)
-        response = request.response
-        for where, body in (("body", request.body), ("response.body", response.body if response else None)):
-            if body is not None and body.encoding == "base64":
-                try:
-                    _check_base64(body.data)
-                except binascii.Error as e:
-                    raise ValueError(f"field 'requests.{index}.{where}': data is not base64 ({e})") from None
-                except ValueError:  # a2b_base64's word for text that is not ASCII
-                    raise ValueError(f"field 'requests.{index}.{where}': data is not base64 (a character outside"
-                                     " its alphabet)") from None
-        for name in ("method", "host", "scheme", "http_version"):
-            value = getattr(request, name)
-            put(request, name, strings(value, value))
-        if request.body is not None and request.body.content_type is not None:
-            put(request.body, "content_type", strings(request.body.content_type, request.body.content_type))
-        if response is not None:
-            response.headers[:] = [pairs(h, h) for h in response.headers]
-            put(response, "reason", strings(response.reason, response.reason))
-            if response.body is not None and response.body.content_type is not None:
-                put(response.body, "content_type", strings(response.body.content_type, response.body.content_type))
-        return request
-
-    def _check_headers(self, headers: list[Header], index: int) -> None:
-        for n, (name, value) in enumerate(headers):
-            if (what := unsendable_header(name, value)) is None:
-                continue
-            for pair in headers:  # none of them counts as seen: another file may send them too
-                self.pairs.pop(pair, None)
-            raise ValueError(f"field 'requests.{index}.headers.{n}': the header's {what}")
-
-
 _REQUEST = msgspec.json.Decoder(Request)
-def unsendable_header(name: str, value: str) -> str | None:
-    """What keeps a request header from being sent (it would split the request), or None: what an importer
-    checks per entry, before a session holds it."""
-    if not _HEADER_NAME(name):
-        return "name is not an HTTP token"
-    return "value has a line break or control character" if _UNSENDABLE_VALUE(value) else None
 
 
-_HEADER_NAME = re.compile(r":?[!#$%&'*+\-.^_`|~0-9A-Za-z]+").fullmatch  # (":authority": HTTP/2's, dropped at replay)
-_UNSENDABLE_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]").search
-
-
-def _by_line(raw: bytes, shared: _Shared) -> Session | None:
+def _by_line(raw: bytes, shared: Shared) -> Session | None:
     """A file in the layout ``dump_session`` writes, decoded one request line at a time, or None.
 
     A million-request session then never exists twice, as decoded objects and as shared ones,
@@ -353,10 +272,10 @@ def _wrong_version(raw: bytes) -> str | None:
                                                    f" a format this traffic-replay reads (it reads {FORMAT_VERSION})")
 
 
-def load_session(path: Path, shared: _Shared | None = None) -> Session:
+def load_session(path: Path, shared: Shared | None = None) -> Session:
     """Read and validate one session file; raise ``SessionFileError`` naming the field at fault."""
     raw = _read(path)
-    shared = shared or _Shared()
+    shared = shared or Shared()
     try:
         if (session := _by_line(raw, shared)) is not None:
             return session
@@ -366,7 +285,7 @@ def load_session(path: Path, shared: _Shared | None = None) -> Session:
             raise SessionFileError(path, _wrong_version(raw) or describe_error(e)) from e
         for n, request in enumerate(session.requests):
             shared.request(request, n)
-    except ValueError as e:  # what _Shared refuses
+    except ValueError as e:  # what Shared refuses
         raise SessionFileError(path, str(e)) from e
     return session
 
@@ -397,7 +316,7 @@ def read_recordings(directory: Path, skip_bad: bool = False) -> Recordings:
         raise RecordingError(f"{directory}: no session files (*.json) in this directory")
     sessions: list[Session] = []
     problems: list[SessionFileError] = []
-    shared = _Shared()
+    shared = Shared()
     with uncollected():
         for path in files:
             try:
@@ -424,7 +343,7 @@ def decode_sessions(documents: Iterable[bytes | msgspec.Raw]) -> list[Session]:
     session file is and holding what repeats once, as ``load_recordings`` makes them; a
     ``msgspec.MsgspecError`` if one is not valid. One at a time: a million requests never
     exist twice, decoded and shared."""
-    one = _Shared()
+    one = Shared()
     sessions: list[Session] = []
     with uncollected():
         for document in documents:
