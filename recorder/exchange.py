@@ -39,9 +39,11 @@ def _path(raw: bytes) -> str:
     UTF-8 as lone surrogates, which no JSON can hold. Those are kept as their percent-escapes,
     which a server decodes to the same bytes; the rest as sent."""
     try:
-        return raw.decode()
+        text = raw.decode()
     except UnicodeDecodeError:
         return quote(raw, safe=_ASCII)
+    # A space or a control character would split the request line it is replayed in: escaped as well.
+    return text if text.isprintable() and " " not in text else quote(raw, safe=_ASCII)
 
 
 def captured(flow: http.HTTPFlow, with_url: bool = True) -> Captured:

@@ -22,13 +22,14 @@ import json
 import re
 from datetime import datetime
 from typing import Any, NamedTuple
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 from recorder.harparse import first_line
 from recorder.pipeline import Captured
 from recorder.sessionkeys import ClientKey
 from traffic_replay.errors import InvalidEntry, one_line
 from traffic_replay.format import METHOD_PATTERN, Header
+from traffic_replay.sharing import unsendable_header
 
 NOT_HTTP = "not an http(s) URL"
 NO_RESPONSE = "no response (status 0: blocked, cancelled or failed)"
@@ -149,6 +150,8 @@ def _captured(entry: Any, client: ClientKey) -> Captured | str:
     headers = _headers(request, "request")
     response_headers = _headers(response, "response")
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    if not path.isprintable() or " " in path:  # as a browser sends it: a session file refuses it raw
+        path = "".join(c if c.isprintable() and c != " " else quote(c) for c in path)
     host = parts.hostname
     content = _get(response, "content", "response.content", dict) or {}
     response_type = _get(content, "mimeType", "response.content.mimeType", str) or _content_type(response_headers)
@@ -188,13 +191,16 @@ def _headers(message: dict[str, Any], where: str) -> list[Header]:
         if type(h) is dict and type(name := h.get("name")) is str and type(value := h.get("value")) is str:
             if not name.startswith(":"):  # the usual header: no path made for it
                 headers.append((name, value))
-            continue
-        at = f"{where}.headers[{i}]"
-        if not isinstance(h, dict):
-            raise InvalidEntry(f"{at} is {shown(h)}, not an object")
-        name = _get(h, "name", f"{at}.name", str, required=True)
-        if not name.startswith(":"):
-            headers.append((name, _scalar(h, "value", f"{at}.value")))
+        else:
+            at = f"{where}.headers[{i}]"
+            if not isinstance(h, dict):
+                raise InvalidEntry(f"{at} is {shown(h)}, not an object")
+            name = _get(h, "name", f"{at}.name", str, required=True)
+            if not name.startswith(":"):
+                headers.append((name, _scalar(h, "value", f"{at}.value")))
+        # A session file refuses what would split the request it is sent in: the entry is invalid here instead.
+        if where == "request" and headers and (what := unsendable_header(*headers[-1])) is not None:
+            raise InvalidEntry(f"{where}.headers[{i}]: the header's {what}")
     return headers
 
 

@@ -22,6 +22,7 @@ import msgspec
 import orjson
 
 from traffic_replay.format import Header, Request, Session, describe_error, dump_session
+from traffic_replay.sharing import unsendable_header
 
 __all__ = ["BodyData", "Exchange", "ResponseData", "body_data", "exchange_from_fields", "file_bytes", "head_bytes",
            "request_fields", "request_line", "spliced", "timing", "validated"]
@@ -186,6 +187,10 @@ def validated(exchange: Exchange) -> Exchange:
         raise ValueError(describe_error(e)) from e
     if (where := _unencodable(fields, "")) is not None:
         raise ValueError(f"field '{where}': not valid Unicode (bytes that are not UTF-8)")
+    # What a session file refuses at load because it would split the request it is sent in.
+    for n, (name, value) in enumerate(fields["headers"]):
+        if (what := unsendable_header(name, value)) is not None:
+            raise ValueError(f"field 'headers.{n}': the header's {what}")
     return exchange
 
 

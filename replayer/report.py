@@ -10,7 +10,7 @@ from locust.stats import StatsEntry
 
 from replayer.runlog import RunLog, percentile
 from traffic_replay.naming import StatsNamer
-from traffic_replay.payload import Payload
+from traffic_replay.payload import Payload, Workload
 from traffic_replay.recorded import RecordedLatency, recorded_latency
 from traffic_replay.settings import Settings
 from traffic_replay.summary import (
@@ -20,6 +20,7 @@ from traffic_replay.summary import (
     Sample,
     SessionRow,
     SessionStats,
+    SkippedFile,
     Summary,
     UnsourcedValue,
     WorkerStats,
@@ -106,9 +107,8 @@ def with_recorded(summary: Summary, recorded: Mapping[tuple[str, str], RecordedL
     return summary.model_copy(update={"endpoints": [row(e) for e in summary.endpoints], "total": row(summary.total)})
 
 
-def recorded_of(payload: Payload) -> dict[tuple[str, str], RecordedLatency]:
+def recorded_of(workload: Workload) -> dict[tuple[str, str], RecordedLatency]:
     """The recording's latency per endpoint, named as the replay named its requests."""
-    workload = payload.open()
     settings = workload.settings
     return recorded_latency(workload.sessions, StatsNamer(settings.names, settings.name_pattern))
 
@@ -119,7 +119,9 @@ def report(environment: Environment, log: RunLog, settings: Settings, payload: P
     judged and the exit code set by them, and the summary written as JSON and HTML if asked."""
     from rich.console import Console
 
-    summary = with_recorded(build_summary(environment, log, workers), recorded_of(payload))
+    workload = payload.open()
+    summary = with_recorded(build_summary(environment, log, workers), recorded_of(workload)).model_copy(
+        update={"skipped_files": [SkippedFile(path=str(e.path), problem=e.detail) for e in workload.skipped]})
     summary = summary.model_copy(update={"history": history, "thresholds": judge_all(settings.fail_on, summary)})
     console = Console(width=140)
     render(summary, console)

@@ -27,7 +27,8 @@ when a request failed), ``THRESHOLD_BROKE`` (4: a ``--fail-on`` threshold broke)
 ``INTERRUPTED`` (130: Ctrl-C).
 
 Every entry point (the CLI, ``replay import``, ``replay recover``, the dry run, the
-locustfile, the recorder addon) turns a ``ReplayError`` into its lines with ``report_error``;
+locustfile, the recorder addon) turns a ``ReplayError`` into its lines with ``report_error``
+(and a bad file that ``--skip-bad`` leaves out into a ``skipped:`` line with ``report_skipped``);
 anything else is a bug and keeps its traceback (the CLI shows it as ``InternalError``).
 Inside mitmproxy an error in ``configure`` is mitmproxy's ``OptionsError`` instead.
 """
@@ -35,6 +36,7 @@ Inside mitmproxy an error in ``configure`` is mitmproxy's ``OptionsError`` inste
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 from typing import NoReturn, TextIO
 
@@ -170,6 +172,15 @@ def report_error(error: ReplayError, file: TextIO | None = None) -> int:
     for line in error.lines():
         print(f"error: {one_line(line)}", file=out, flush=True)
     return error.exit_code
+
+
+def report_skipped(errors: Iterable[ReplayError], file: TextIO | None = None) -> None:
+    """``skipped: <line>`` on stderr for each input left out on purpose (``--skip-bad``), as ``report_error`` would
+    word it: the run goes on without them."""
+    out = file or sys.stderr
+    for error in errors:
+        for line in error.lines():
+            print(f"skipped: {one_line(line)}", file=out, flush=True)
 
 
 def exit_with(error: ReplayError) -> NoReturn:

@@ -17,20 +17,25 @@ what mitmproxy already parsed, and everything that reads a file decodes it.
 from __future__ import annotations
 
 import base64
+import errno
 import gc
 import os
 import re
 import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from dataclasses import dataclass
+from dataclasses import field as dataclass_field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
 from msgspec import Meta, Struct, field
 
-from traffic_replay.errors import RecordingError, RecordingsInvalid, SessionFileError
+from traffic_replay.errors import RecordingError, RecordingsInvalid, SessionFileError, one_line
+from traffic_replay.inputs import read_regular
+from traffic_replay.sharing import Shared
 
 FORMAT_VERSION: Literal[1] = 1
 
@@ -119,6 +124,12 @@ class Session(Struct, kw_only=True, frozen=True, forbid_unknown_fields=True, gc=
     started_at: datetime
     requests: list[Request]
 
+    def __post_init__(self) -> None:
+        # Written by hand, a start time may lack its zone; taken as UTC, it can be compared with the others
+        # (the timeline orders sessions by their starts).
+        if self.started_at.tzinfo is None:
+            msgspec.structs.force_setattr(self, "started_at", self.started_at.replace(tzinfo=UTC))
+
     @property
     def duration_ms(self) -> float:
         return max((r.offset_ms + r.duration_ms for r in self.requests), default=0.0)
@@ -162,7 +173,9 @@ def write_session(session: Session, directory: Path) -> Path:
     """Write ``session`` as ``<id>.json`` in ``directory``, atomically.
 
     What is written is decoded again first: structs built in code are not validated (a HAR
-    or flow file can hold anything), and a file that would not load must not be written.
+    or flow file can hold anything), and a file that would not load must not be written. What
+    only a replay cannot send (``Shared``'s checks) is written all the same: what was recorded
+    is kept, and refused by name when it is loaded.
     """
     data = dump_session(session)
     try:
@@ -202,80 +215,78 @@ def describe_error(err: msgspec.MsgspecError) -> str:
 _NAMED_FIELD = re.compile(r"Object (?P<kind>missing required|contains unknown) field `(?P<field>[^`]*)`")
 
 
-class _Shared:
-    """One object for each string and header pair that repeats across a recording.
-
-    A recording says the same things again and again: the same ``User-Agent`` and
-    ``Accept`` pairs on every request, the same method, host and content type. Decoded,
-    each would be an object of its own (two thirds of a loaded recording's memory);
-    shared, a loaded recording holds little more than its JSON.
-    """
-
-    __slots__ = ("pairs", "strings")
-
-    def __init__(self) -> None:
-        self.pairs: dict[Header, Header] = {}
-        self.strings: dict[str, str] = {}
-
-    def request(self, request: Request) -> Request:
-        pairs, strings, put = self.pairs.setdefault, self.strings.setdefault, msgspec.structs.force_setattr
-        request.headers[:] = [pairs(h, h) for h in request.headers]
-        for name in ("method", "host", "scheme", "http_version"):
-            value = getattr(request, name)
-            put(request, name, strings(value, value))
-        if request.body is not None and request.body.content_type is not None:
-            put(request.body, "content_type", strings(request.body.content_type, request.body.content_type))
-        response = request.response
-        if response is not None:
-            response.headers[:] = [pairs(h, h) for h in response.headers]
-            put(response, "reason", strings(response.reason, response.reason))
-            if response.body is not None and response.body.content_type is not None:
-                put(response.body, "content_type", strings(response.body.content_type, response.body.content_type))
-        return request
-
-
 _REQUEST = msgspec.json.Decoder(Request)
 
 
-def _by_line(raw: bytes, shared: _Shared) -> Session | None:
+def _by_line(raw: bytes, shared: Shared) -> Session | None:
     """A file in the layout ``dump_session`` writes, decoded one request line at a time, or None.
 
-    A million-request session then never exists twice, as decoded objects and as shared
-    ones. Each piece is validated as what it is, and together they are the whole file, so
-    the result is the whole-file decoding's; anything else (another layout, an error)
-    gets the whole-file decoding and its error message.
+    A million-request session then never exists twice, as decoded objects and as shared ones,
+    and each line is decoded where it lies in the file (a view: an enormous body is held as
+    bytes and as text, not copied a third time). Together the pieces are the whole file, so
+    the result is the whole-file decoding's; anything else (another layout, an error) gets
+    the whole-file decoding and its error message.
     """
-    lines = raw.split(b"\n")
-    if len(lines) < 4 or not lines[0].endswith(b'"requests":[') or lines[-2:] != [b"]}", b""]:
+    first, end = raw.find(b"\n"), len(raw) - len(_TAIL)
+    if not raw.endswith(_TAIL) or not raw[:first].endswith(b'"requests":[') or first + 1 > end:
         return None
-    body = lines[1:-2]
-    if not all(line.endswith(b",") for line in body[:-1]):
-        return None
-    body[:-1] = [line[:-1] for line in body[:-1]]
+    view, at = memoryview(raw), first + 1
+    requests: list[Request] = []
     try:
-        head = _DECODER.decode(lines[0] + b"]}")
-        requests = [shared.request(_REQUEST.decode(line)) for line in body]
+        head = _DECODER.decode(raw[:first] + b"]}")
+        while (newline := raw.find(b"\n", at, end)) != -1:
+            if raw[newline - 1] != ord(","):
+                return None
+            requests.append(shared.request(_REQUEST.decode(view[at:newline - 1]), len(requests)))
+            at = newline + 1
+        requests.append(shared.request(_REQUEST.decode(view[at:end]), len(requests)))
     except msgspec.MsgspecError:
         return None
     msgspec.structs.force_setattr(head, "requests", requests)
     return head
 
 
-def load_session(path: Path, shared: _Shared | None = None) -> Session:
-    """Read and validate one session file; raise ``SessionFileError`` naming the field at fault."""
+_TAIL = b"\n]}\n"
+
+
+def _read(path: Path) -> bytes:
     try:
-        raw = path.read_bytes()
+        return read_regular(path)
     except OSError as e:
-        raise SessionFileError(path, e.strerror or str(e)) from e
-    shared = shared or _Shared()
-    if (session := _by_line(raw, shared)) is not None:
-        return session
+        detail = e.strerror or str(e)
+        raise SessionFileError(path, f"{detail}, not a session file" if e.errno == errno.EINVAL else detail) from e
+
+
+class _Version(Struct):
+    format_version: Any = FORMAT_VERSION
+
+
+def _wrong_version(raw: bytes) -> str | None:
+    """Once a file failed: what to say if it is of another format version (a newer traffic-replay's), not
+    the first field it differs in."""
     try:
-        session = _DECODER.decode(raw)
-    except msgspec.MsgspecError as e:
-        raise SessionFileError(path, describe_error(e)) from e
-    for request in session.requests:
-        shared.request(request)
+        version = msgspec.json.decode(raw, type=_Version).format_version
+    except msgspec.MsgspecError:
+        return None
+    return None if version == FORMAT_VERSION else (f"field 'format_version': {one_line(repr(version))[:40]} is not"
+                                                   f" a format this traffic-replay reads (it reads {FORMAT_VERSION})")
+
+
+def load_session(path: Path, shared: Shared | None = None) -> Session:
+    """Read and validate one session file; raise ``SessionFileError`` naming the field at fault."""
+    raw = _read(path)
+    shared = shared or Shared()
+    try:
+        if (session := _by_line(raw, shared)) is not None:
+            return session
+        try:
+            session = _DECODER.decode(raw)
+        except msgspec.MsgspecError as e:
+            raise SessionFileError(path, _wrong_version(raw) or describe_error(e)) from e
+        for n, request in enumerate(session.requests):
+            shared.request(request, n)
+    except ValueError as e:  # what Shared refuses
+        raise SessionFileError(path, str(e)) from e
     return session
 
 
@@ -288,26 +299,43 @@ def session_files(directory: Path) -> list[Path]:
     return sorted(p for p in directory.glob("*.json") if not p.name.startswith("."))
 
 
-def load_recordings(directory: Path) -> list[Session]:
-    """Load every session of ``directory``; all invalid files are reported together."""
+@dataclass(frozen=True, slots=True)
+class Recordings:
+    """The sessions of a recordings directory, and the files skipped as bad (``--skip-bad``)."""
+
+    sessions: list[Session]
+    skipped: list[SessionFileError] = dataclass_field(default_factory=list)
+
+
+def read_recordings(directory: Path, skip_bad: bool = False) -> Recordings:
+    """Every session of ``directory``: strict by default (all bad files reported together), as a load test
+    must not silently run on part of its recording; with ``skip_bad`` the good ones, and the bad ones beside
+    them for the caller to name and count. A directory with no good file is an error either way."""
     files = session_files(directory)
     if not files:
         raise RecordingError(f"{directory}: no session files (*.json) in this directory")
     sessions: list[Session] = []
     problems: list[SessionFileError] = []
-    shared = _Shared()
+    shared = Shared()
     with uncollected():
         for path in files:
             try:
                 sessions.append(load_session(path, shared))
             except SessionFileError as e:
                 problems.append(e)
-    if problems:
+    if problems and not skip_bad:
         raise RecordingsInvalid(problems)
+    if not sessions:
+        raise RecordingError(f"{directory}: every session file is bad ({len(problems)}), e.g. {problems[0]}")
     empty = [s for s in sessions if not s.requests]
     if len(empty) == len(sessions):
         raise RecordingError(f"{directory}: every session file is empty (no requests)")
-    return sessions
+    return Recordings(sessions, problems)
+
+
+def load_recordings(directory: Path) -> list[Session]:
+    """Every session of ``directory``; all invalid files are reported together (``RecordingsInvalid``)."""
+    return read_recordings(directory).sessions
 
 
 def decode_sessions(documents: Iterable[bytes | msgspec.Raw]) -> list[Session]:
@@ -315,13 +343,13 @@ def decode_sessions(documents: Iterable[bytes | msgspec.Raw]) -> list[Session]:
     session file is and holding what repeats once, as ``load_recordings`` makes them; a
     ``msgspec.MsgspecError`` if one is not valid. One at a time: a million requests never
     exist twice, decoded and shared."""
-    one = _Shared()
+    one = Shared()
     sessions: list[Session] = []
     with uncollected():
         for document in documents:
             session = _DECODER.decode(document)
-            for request in session.requests:
-                one.request(request)
+            for n, request in enumerate(session.requests):
+                one.request(request, n)
             sessions.append(session)
     return sessions
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 from functools import partial
 from typing import Annotated
 
@@ -14,6 +15,7 @@ from rich.table import Table
 
 from traffic_replay.correlation import Rule, analyse, apply_rules, unsourced_values
 from traffic_replay.correlation.secrets import session_secrets
+from traffic_replay.errors import SessionFileError
 from traffic_replay.fanout import map_sessions
 from traffic_replay.format import Session, uncollected
 from traffic_replay.hosts import unreplayable
@@ -52,6 +54,11 @@ class SecretRow(Struct, kw_only=True, gc=False):
     sent_in: Annotated[list[str], Meta(description="Where it is sent, e.g. 'step 2 body'.")]
 
 
+class SkippedFileRow(Struct, kw_only=True, gc=False):
+    path: str
+    problem: Annotated[str, Meta(description="What is wrong with it, as the error without --skip-bad says it.")]
+
+
 class Inspection(Struct, kw_only=True):
     """What ``replay inspect --json`` prints (msgspec structs: a busy recording has a row per
     correlation, hundreds of thousands of them, and a validating model per row cost seconds)."""
@@ -65,6 +72,8 @@ class Inspection(Struct, kw_only=True):
     secrets: Annotated[list[SecretRow], Meta(description=(
         "Redacted values a replay must be given (REPLAY_SECRET_… or a --data-map column), session by session."))] = \
         field(default_factory=list)
+    skipped_files: Annotated[list[SkippedFileRow], Meta(description=(
+        "Bad session files left out (--skip-bad): not in the figures above."))] = field(default_factory=list)
 
     def to_json(self) -> bytes:
         """Indented JSON, fields in their declared order."""
@@ -101,7 +110,8 @@ def _correlations(session: Session, rules: list[Rule]) -> tuple[list[Correlation
     return rows, warnings, secrets
 
 
-def inspect_sessions(sessions: list[Session], rules: list[Rule] | None = None) -> Inspection:
+def inspect_sessions(sessions: list[Session], rules: list[Rule] | None = None,
+                     skipped: Sequence[SessionFileError] = ()) -> Inspection:
     with uncollected():  # (rows by the hundred thousand, in the children and as they come back)
         found = map_sessions(partial(_correlations, rules=rules or []), sessions)
     counts: Counter[tuple[str, str]] = Counter()
@@ -124,6 +134,7 @@ def inspect_sessions(sessions: list[Session], rules: list[Rule] | None = None) -
         correlations=[row for rows, _, _ in found for row in rows],
         warnings=[w for _, warnings, _ in found for w in warnings],
         secrets=[row for _, _, secrets in found for row in secrets],
+        skipped_files=[SkippedFileRow(path=str(e.path), problem=e.detail) for e in skipped],
     )
 
 
@@ -155,6 +166,9 @@ def render_inspection(report: Inspection, console: Console, everything: bool = F
         sessions.add_row(s.id, s.name, str(s.requests), f"{s.duration_s:.1f}", ", ".join(s.hosts), f"{s.weight:g}")
     _more(sessions, len(report.sessions[:shown]), len(report.sessions), "sessions")
     console.print(sessions)
+    if report.skipped_files:
+        console.print(f"{len(report.skipped_files):,} bad session files skipped (--skip-bad), not counted above",
+                      highlight=False, markup=False)
     endpoints = Table(title=f"{len(report.endpoints)} endpoints", title_justify="left")
     for column in ("method", "endpoint", "requests", "sessions", "statuses"):
         endpoints.add_column(column, justify="right" if column in ("requests", "sessions") else "left")

@@ -21,12 +21,12 @@ from typing import Any
 
 import msgspec
 import orjson
-from pydantic import TypeAdapter, ValidationError
+from pydantic import TypeAdapter
 
 from traffic_replay.correlation import Rule, load_rules
 from traffic_replay.correlation.secrets import describe_missing, missing_secrets, needed_secrets
-from traffic_replay.errors import ConfigError, PayloadError
-from traffic_replay.format import Session, decode_sessions, load_recordings
+from traffic_replay.errors import ConfigError, PayloadError, SessionFileError, report_skipped
+from traffic_replay.format import Session, decode_sessions, read_recordings
 from traffic_replay.naming import StatsNamer
 from traffic_replay.recorded import recorded_endpoints
 from traffic_replay.settings import Settings
@@ -52,6 +52,7 @@ class _Document(msgspec.Struct, forbid_unknown_fields=True):
     rules: list[dict[str, Any]]
     rows: list[dict[str, str]]
     secrets: dict[str, str]
+    skipped: list[tuple[str, str]]
 
 
 class _Received(msgspec.Struct, forbid_unknown_fields=True):
@@ -64,6 +65,7 @@ class _Received(msgspec.Struct, forbid_unknown_fields=True):
     rules: list[dict[str, Any]]
     rows: list[dict[str, str]]
     secrets: dict[str, str]
+    skipped: list[tuple[str, str]] = []
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +79,9 @@ class Workload:
     """``--data`` rows; each virtual user of the whole run takes its own (by its slot)."""
     secrets: dict[str, str] = field(default_factory=dict)
     """``REPLAY_SECRET_*`` variables as the master had them."""
+    skipped: list[SessionFileError] = field(default_factory=list)
+    """The bad session files the master left out (``--skip-bad``), for its summary: the sessions above are the
+    only ones a worker ever sees, so whatever a worker's own settings say, the master chose what runs."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +100,7 @@ class Payload:
             rules=_RULES.dump_python(workload.rules, mode="json", by_alias=True, exclude_none=True),
             rows=workload.rows,
             secrets=workload.secrets,
+            skipped=[(str(e.path), e.detail) for e in workload.skipped],
         )
         # Level 1: a recording repeats itself so much that it still shrinks ~25x, three times faster than 6.
         blob = zlib.compress(msgspec.json.encode(document), 1)
@@ -129,8 +135,9 @@ class Payload:
                 rules=_RULES.validate_python(document.rules),
                 rows=document.rows,
                 secrets=document.secrets,
+                skipped=[SessionFileError(path, detail) for path, detail in document.skipped],
             )
-        except (zlib.error, msgspec.MsgspecError, ValidationError) as e:
+        except (zlib.error, msgspec.MsgspecError, ValueError) as e:  # (pydantic's ValidationError is one)
             raise PayloadError(f"the master's payload cannot be read: {e}") from e
 
 
@@ -140,7 +147,9 @@ def read_workload(settings: Settings, environ: Mapping[str, str] = os.environ) -
     A secret the recordings send and nobody supplied is one too: better refused here, before
     anything is sent, than each session's first request failing for the whole run.
     """
-    sessions = load_recordings(settings.recordings)
+    recordings = read_recordings(settings.recordings, settings.skip_bad)
+    report_skipped(recordings.skipped)  # here, where they are read: once, whichever process reads them
+    sessions = recordings.sessions
     rules = load_rules(settings.rules) if settings.rules is not None else []
     if settings.data_map and settings.data is None:
         raise ConfigError("--data-map needs --data FILE.csv")
@@ -153,7 +162,7 @@ def read_workload(settings: Settings, environ: Mapping[str, str] = os.environ) -
         endpoints = recorded_endpoints(sessions, StatsNamer(settings.names, settings.name_pattern))
         if problems := unknown_selectors(settings.fail_on, endpoints, {s.name for s in sessions}):
             raise ConfigError(problems[0])
-    return Workload(settings, sessions, rules, rows, secrets)
+    return Workload(settings, sessions, rules, rows, secrets, recordings.skipped)
 
 
 PAYLOAD_FD_ENV = "REPLAY_PAYLOAD_FD"

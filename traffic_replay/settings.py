@@ -69,6 +69,8 @@ class Settings(BaseSettings):
 
     # Replay
     recordings: Path = Field(Path("recordings"), description="Directory of session files to replay or inspect.")
+    skip_bad: bool = Field(False, description="Replay (or inspect) the good session files of a directory with bad "
+                           "ones, each bad one named on stderr and counted; by default one stops the run.")
     host: str | None = Field(None, validation_alias=AliasChoices("host", "REPLAY_HOST", "BASE_URL"),
                              description="Target base URL, e.g. http://127.0.0.1:8000 (also BASE_URL).")
     users: Annotated[int, Field(ge=1)] = Field(10, description="Peak number of concurrent virtual users.")

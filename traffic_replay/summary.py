@@ -119,6 +119,13 @@ class WorkerStats(BaseModel):
     requests: list[int] = Field(default_factory=list, description="Requests each of them sent, in the order they came.")
 
 
+class SkippedFile(BaseModel):
+    """A session file that ``--skip-bad`` left out of the run."""
+
+    path: str
+    problem: str = Field(description="What is wrong with it, as the error without --skip-bad says it.")
+
+
 class Summary(BaseModel):
     """Per-endpoint results of one run, plus sessions and failures."""
 
@@ -130,6 +137,8 @@ class Summary(BaseModel):
     sessions: SessionStats
     failures: list[FailureStats]
     skipped: dict[str, int] = Field(default_factory=dict, description="Steps never sent, by reason.")
+    skipped_files: list[SkippedFile] = Field(
+        default_factory=list, description="Bad session files left out of the run (--skip-bad); none without it.")
     divergences: list[Divergence] = Field(default_factory=list)
     unsourced: list[UnsourcedValue] = Field(default_factory=list)
     workers: WorkerStats | None = None
@@ -203,6 +212,11 @@ def render(summary: Summary, console: Console) -> None:
         w = summary.workers
         console.print(f"workers: {w.took_part} took part, {w.lost} lost; requests by worker: "
                       + ", ".join(str(n) for n in w.requests))
+    if summary.skipped_files:
+        names = ", ".join(Path(f.path).name for f in summary.skipped_files[:3])
+        more = f" and {len(summary.skipped_files) - 3} more" if len(summary.skipped_files) > 3 else ""
+        console.print(f"session files skipped as bad (--skip-bad): {len(summary.skipped_files)} ({names}{more}),"
+                      " not replayed", highlight=False, markup=False)
     if summary.skipped:
         console.print("skipped, never sent: " + ", ".join(f"{n} × {r}" for r, n in summary.skipped.items()))
     if summary.divergences:

@@ -11,8 +11,10 @@ import typer
 
 from traffic_replay.cli.app import app, out
 from traffic_replay.correlation import load_rules
-from traffic_replay.format import load_recordings, session_schema
+from traffic_replay.errors import report_skipped
+from traffic_replay.format import read_recordings, session_schema
 from traffic_replay.inspection import inspect_sessions, render_inspection
+from traffic_replay.settings import Settings
 
 
 @app.command()
@@ -23,9 +25,15 @@ def inspect(
     everything: Annotated[bool, typer.Option("--all", help=(
         "Every session, correlation and warning; by default a table stops after its first rows and "
         "warnings of one kind are counted."))] = False,
+    skip_bad: Annotated[bool | None, typer.Option(
+        "--skip-bad", help="Inspect the good session files, naming each bad one on stderr (or REPLAY_SKIP_BAD).")
+                        ] = None,
 ) -> None:
     """Show the sessions, endpoints, correlations and warnings of a recordings directory."""
-    report = inspect_sessions(load_recordings(directory), load_rules(rules) if rules is not None else None)
+    recordings = read_recordings(directory, Settings.build(skip_bad=skip_bad).skip_bad)
+    report_skipped(recordings.skipped)
+    report = inspect_sessions(recordings.sessions, load_rules(rules) if rules is not None else None,
+                              recordings.skipped)
     if json:
         sys.stdout.buffer.write(report.to_json() + b"\n")
     else:

@@ -200,6 +200,9 @@ def run(
     master_bind_port: Annotated[int | None, typer.Option(help="Master: port to accept workers on.")] = None,
     processes: Annotated[int | None, typer.Option(
         help="Fork this many worker processes on this machine (-1: one per core).")] = None,
+    skip_bad: Annotated[bool | None, typer.Option(
+        "--skip-bad", help="Replay the good session files of a directory with bad ones; each bad one is named and "
+                           "counted (by default one stops the run).")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print what would be sent where; send nothing.")] = False,
 ) -> None:
     """Replay recorded sessions against a target with Locust."""
@@ -217,7 +220,7 @@ def run(
                               name_pattern=name_pattern or None, master=master, worker=worker,
                               expect_workers=expect_workers, master_host=master_host, master_port=master_port,
                               master_bind_host=master_bind_host, master_bind_port=master_bind_port,
-                              processes=processes)
+                              processes=processes, skip_bad=skip_bad)
     if dry_run:
         env = _hand_over_inputs(settings.model_copy(update={"check": False, "worker": False}))
         plan = subprocess.run([sys.executable, "-m", "replayer.plan"], env=env, pass_fds=_inherited(env))

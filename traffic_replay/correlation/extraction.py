@@ -52,7 +52,9 @@ Extractor = Callable[[ResponseView], str | None]
 
 
 def _json_extractor(path: str) -> Extractor:
-    keys: tuple[str | int, ...] = tuple(int(k) if k.isdigit() else k for k in path.split(".")) if path else ()
+    # ASCII digits only: "²".isdigit() holds, and int() refuses it.
+    keys: tuple[str | int, ...] = tuple(int(k) if k.isascii() and k.isdigit() else k
+                                        for k in path.split(".")) if path else ()
 
     def extract(view: ResponseView) -> str | None:
         node = view.json()
@@ -108,9 +110,8 @@ def _regex_extractor(expression: str) -> Extractor:
 
     def extract(view: ResponseView) -> str | None:
         m = pattern.search(view.content)
-        if m is None:
-            return None
-        return (m.group(1) if pattern.groups else m.group(0)).decode("utf-8", "replace")
+        found = m.group(1) if m is not None and pattern.groups else m.group(0) if m is not None else None
+        return None if found is None else found.decode("utf-8", "replace")  # (a)|b can match without its group
     return extract
 
 

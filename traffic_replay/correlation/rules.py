@@ -21,13 +21,14 @@ from typing import Annotated
 from urllib.parse import parse_qsl, urlsplit
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from traffic_replay.correlation.detection import json_leaves, uses_in
 from traffic_replay.correlation.extraction import compile_extractor, recorded_view
 from traffic_replay.correlation.model import Correlation, ExtractKind, Source, Use
 from traffic_replay.errors import ConfigError
 from traffic_replay.format import Request, Session
+from traffic_replay.inputs import read_regular
 
 _KINDS: tuple[ExtractKind, ...] = ("json", "header", "cookie", "html_input", "html_meta", "regex")
 
@@ -54,10 +55,11 @@ class Rule(BaseModel):
 
     @field_validator("regex", "from_path")
     @classmethod
-    def _compiles(cls, value: str | None) -> str | None:
+    def _compiles(cls, value: str | None, info: ValidationInfo) -> str | None:
         if value is not None:
             try:
-                re.compile(value)
+                # As it is used: a regex reads a response's bytes (where (?u) or \N{...} is refused), a path is text.
+                re.compile(value.encode() if info.field_name == "regex" else value)
             except re.error as e:
                 raise ValueError(f"'{value}' is not a valid regular expression: {e}") from e
         return value
@@ -78,11 +80,15 @@ class RulesFile(BaseModel):
 
 def load_rules(path: Path) -> list[Rule]:
     try:
-        data = tomllib.loads(path.read_text())
+        data = tomllib.loads(read_regular(path).decode("utf-8"))
     except OSError as e:
         raise ConfigError(f"{path}: {e.strerror or e}") from e
+    except UnicodeDecodeError as e:  # TOML is UTF-8, whatever the locale says
+        raise ConfigError(f"{path}: not valid TOML: not UTF-8 at byte {e.start}") from e
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: not valid TOML: {e}") from e
+    except RecursionError as e:
+        raise ConfigError(f"{path}: not valid TOML: nested too deep") from e
     try:
         return RulesFile.model_validate(data).rule
     except ValidationError as e:
