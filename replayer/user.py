@@ -23,7 +23,6 @@ from gevent.pool import Group
 from locust import FastHttpUser, constant, task
 from locust.contrib.fasthttp import FastHttpSession
 from locust.exception import CatchResponseError, StopUser
-from locust.user.task import LOCUST_STATE_STOPPING
 
 from replayer.loading import Replay
 from replayer.prepared import Headers, PreparedSession, Step
@@ -83,31 +82,11 @@ class ReplayUser(FastHttpUser):
             assert self.slot is not None
             self._timeline(settings.speed, settings.users, self.slot)
         else:
-            self._closed()
-
-    def _closed(self) -> None:
-        """Session after session, each a new visit, until the user is asked to stop.
-
-        Not one Locust task per session: between two tasks Locust picks the next, queues it
-        and yields to the hub, which at one request per session weighs as much as our own
-        per-session work (issue 11's throughput by session length). A user stopped gracefully
-        (``--stop-timeout``: Locust marks it stopping) still ends after its session, as it would
-        after a task; one stopped at once is killed wherever it waits, as before.
-        """
-        client = self.client
-        jar = client.cookiejar
-        loop = gevent.get_hub().loop
-        while self._state != LOCUST_STATE_STOPPING:
             # A new session is a new visit: no cookies from the last one (a jar that holds none is left be).
+            jar = self.client.cookiejar
             if jar._cookies:  # type: ignore[attr-defined]  # CookieJar's own store: clear() takes its lock
                 jar.clear()
-            turns = loop.iteration
-            self._replay(self._pick(), client, None)
-            if loop.iteration == turns:
-                # It never waited (every step skipped, connections refused at once): yield as
-                # Locust would between tasks, or the other users, the stats and the run's end
-                # timer would never get the loop.
-                gevent.sleep(0)
+            self._replay(self._pick(), self.client, None)
 
     def _pick(self) -> PreparedSession:
         """A session by weight."""
