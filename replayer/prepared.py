@@ -138,6 +138,20 @@ A dict per step would hold several times their size; the sender makes one per re
 _ACCEPT_ENCODING = ("Accept-Encoding", "gzip, deflate, br")  # what Locust's own client would send
 
 
+def wire(text: str) -> str:
+    """A header value as the client library must be given it to send the UTF-8 bytes it was
+    recorded from: it writes a request's head in Latin-1, one byte per character, so "é" would
+    leave as one byte and "☃" not at all. (A path needs nothing: the library percent-escapes
+    what is not ASCII in it, as UTF-8.)"""
+    return text if text.isascii() else text.encode().decode("latin-1")
+
+
+def _on_the_wire(headers: Headers, once: _Once) -> Headers:
+    if all(value.isascii() for _, value in headers):
+        return headers
+    return once(tuple((name, wire(value)) for name, value in headers))
+
+
 def _headers(pairs: list[tuple[str, str]], once: _Once) -> Headers:
     kept = [pair for pair in pairs if pair[0].lower() not in _DROPPED_HEADERS and not pair[0].startswith(":")]
     names = {name for name, _ in kept}
@@ -273,6 +287,9 @@ def prepare_session(session: Session, speed: float, hosts: HostMap | None = None
         uses = uses_at.get(index - 1)
         if uses:
             step.patch = _patch(step, request, uses, prefix, once)
+        # After the patch: its templates hold the recorded text, and the replay puts what they
+        # render on the wire as it sends (``replayer.user``).
+        step.headers = _on_the_wire(step.headers, once)
         step.extract = tuple((var, compile_extractor(source)) for var, source in sources_at.get(index - 1, ()))
         steps.append(step)
     # Where each value is sent is in the steps' patches now: what a report or a dry run names of a

@@ -61,7 +61,12 @@ class Sender:
         deadline = Timeout.start_new(self._timeout)
         try:
             # The client library adds to the headers it is given (content type, cookies): give it a copy.
-            response: Any = self._send(method, full, payload=body, headers=dict(headers))
+            try:
+                response: Any = self._send(method, full, payload=body, headers=dict(headers))
+            except ValueError as e:  # (UnicodeEncodeError too) what no request head may hold: a CR or LF
+                # in a live value, a header beyond Latin-1. Refused before anything is sent: a failure.
+                response = _Unsent(e)
+                exception = CatchResponseError(f"{step.label}: cannot be sent: {e}")
             try:
                 length = len(response.content) if response.content else 0
             except FAILURE_EXCEPTIONS as e:  # the body broke off, or the deadline passed while it came
@@ -82,6 +87,18 @@ class Sender:
 
     def _why(self, error: BaseException | None, deadline: Timeout) -> str:
         return why(error, deadline, self._timeout, self._connect_timeout)
+
+
+class _Unsent:
+    """In place of a response, for a request the client library refused to write."""
+
+    __slots__ = ("error",)
+    status_code = 0
+    content = b""
+    headers: dict[str, str] = {}
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
 
 
 def why(error: BaseException | None, deadline: Timeout, timeout: float, connect_timeout: float) -> str:

@@ -25,7 +25,7 @@ from locust.contrib.fasthttp import FastHttpSession
 from locust.exception import CatchResponseError, StopUser
 
 from replayer.loading import Replay
-from replayer.prepared import Headers, PreparedSession, Step
+from replayer.prepared import Headers, PreparedSession, Step, wire
 from replayer.receiving import Receiving
 from replayer.runlog import SessionTally
 from replayer.sending import Sender
@@ -232,7 +232,7 @@ class ReplayUser(FastHttpUser):
         if patch.headers:
             headers = dict(headers)
             for name, template in patch.headers:
-                headers[name] = template.render(values)
+                headers[name] = wire(template.render(values))
         body = patch.body.render(values).encode() if patch.body is not None else step.body
         return url, headers, body
 
