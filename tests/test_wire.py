@@ -3,9 +3,10 @@
 A recording holds text decoded from the UTF-8 bytes a client sent (``/café``, a header
 ``X-Name: José ☃``); the client library writes a request's head in Latin-1, so without care
 "é" in a header leaves as one byte and "☃" cannot leave at all (a ``ValueError`` in the
-middle of a task, uncounted); a path it percent-escapes as UTF-8 by itself. A live value with a line break in it (a hostile or broken target's token)
-must never split the request it is put into: that request fails, counted, and nothing of it
-is sent. The target here is a raw socket server that keeps every request head as bytes.
+middle of a task, uncounted); a path it percent-escapes as UTF-8 by itself. A live value
+with a line break in it (a hostile or broken target's token) must never split the request it
+is put into: that request fails, counted, and nothing of it is sent. The target here is a raw
+socket server that keeps every request head as bytes.
 """
 
 from __future__ import annotations
