@@ -202,7 +202,7 @@ def replays(sessions: list[Session], rules: list[Rule] | None = None, rows: list
     for session in prepared:
         for step in session.steps:
             # What goes on the wire as the request line and header block: nothing that splits them.
-            assert not SPLITS(step.url) and not any(SPLITS(f"{k}{v}") for k, v in step.headers.items()), step.url
+            assert not SPLITS(step.url) and not any(SPLITS(f"{k}{v}") for k, v in step.headers), step.url
             for _, extract in step.extract:
                 for view in LIVE:
                     extract(view)
