@@ -139,6 +139,17 @@ def test_a_restarted_master_turns_away_the_old_worker_which_exits_and_counts_for
     assert {e["name"] for e in summary["endpoints"]} == {"/api/items"}, summary["endpoints"]
 
 
+def test_a_worker_started_before_its_master_waits_for_it(cluster: Cluster, tmp_path: Path, demo_target: str) -> None:
+    # Compose starts both at once and a master reads its recordings before it listens: the
+    # master's silence counts only once it has been heard (as in Locust's own workers).
+    worker = cluster.worker("early")
+    time.sleep(BOUND_S - 5)
+    assert worker.poll() is None, cluster.log("early")[-3000:]
+    master = cluster.master("late", _recordings(tmp_path / "recordings", "late"), run_time="3s")
+    assert master.wait(60) == 0, cluster.log("late")[-3000:]
+    assert cluster.summary("late")["workers"]["took_part"] == 1
+
+
 def test_a_worker_whose_master_is_gone_stops_on_its_own(cluster: Cluster, tmp_path: Path, demo_target: str) -> None:
     master = cluster.master("master", _recordings(tmp_path / "recordings", "only"), run_time="120s")
     worker = cluster.worker("worker")
