@@ -92,10 +92,7 @@ class Receiving:
         """Stop once the master's heartbeat has not come for ``MASTER_SILENT_S`` of this process's own running time.
 
         Time this process spent unable to listen (preparing a large payload blocks the loop,
-        and the heartbeats with it) is not the master's silence: the count starts again. Nor is
-        the time before the master's first heartbeat: a worker may well start before its master
-        listens (compose starts both at once, and a master reads its recordings first), and
-        until then Locust's own rules apply, as for any worker.
+        and the heartbeats with it) is not the master's silence: the count starts again.
         """
         runner = self.runner
         assert isinstance(runner, WorkerRunner)
@@ -104,9 +101,8 @@ class Receiving:
         while not self.stopping:
             gevent.sleep(1)
             now = time.monotonic()
-            latest = runner.last_heartbeat_timestamp
-            if latest is None or now - tick > 3 or latest != seen:
-                seen, heard = latest, now
+            if now - tick > 3 or runner.last_heartbeat_timestamp != seen:
+                seen, heard = runner.last_heartbeat_timestamp, now
             tick = now
             if now - heard > MASTER_SILENT_S:
                 self._stop(MasterLost(f"no word from the master at {self._master()} in {MASTER_SILENT_S:g} s "

@@ -140,8 +140,9 @@ def test_a_restarted_master_turns_away_the_old_worker_which_exits_and_counts_for
 
 
 def test_a_worker_started_before_its_master_waits_for_it(cluster: Cluster, tmp_path: Path, demo_target: str) -> None:
-    # Compose starts both at once and a master reads its recordings before it listens: the
-    # master's silence counts only once it has been heard (as in Locust's own workers).
+    # Compose starts both at once and a master reads its recordings before it listens: a
+    # worker's watch on its master (10 s of silence) must not count the time before they meet
+    # (Locust's worker connects before anything of ours runs, in ``events.init``).
     worker = cluster.worker("early")
     time.sleep(BOUND_S - 5)
     assert worker.poll() is None, cluster.log("early")[-3000:]
