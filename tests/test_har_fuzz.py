@@ -76,21 +76,25 @@ def entries(draw: st.DrawFn, n: int) -> Any:
     entry: Any = base_entry(n)
     for path in draw(st.lists(st.sampled_from(PATHS), max_size=4)):
         delete = draw(st.booleans()) and path != ()
-        value = draw(values)
-        if path == ():
-            entry = value
-            continue
-        holder = entry
-        try:
-            for key in path[:-1]:
-                holder = holder[key]
-            if delete:
-                del holder[path[-1]]
-            else:
-                holder[path[-1]] = value
-        except (KeyError, IndexError, TypeError):
-            pass  # an earlier mutation took the way there
+        entry = set_at(entry, path, draw(values), delete)
     return entry
+
+
+def set_at(document: Any, path: tuple[str | int, ...], value: Any, delete: bool = False) -> Any:
+    """``document`` with ``value`` at ``path`` (or what is there deleted); the whole of it when ``path`` is ()."""
+    if path == ():
+        return value
+    holder = document
+    try:
+        for key in path[:-1]:
+            holder = holder[key]
+        if delete:
+            del holder[path[-1]]
+        else:
+            holder[path[-1]] = value
+    except (KeyError, IndexError, TypeError):
+        pass  # an earlier mutation took the way there
+    return document
 
 
 @st.composite

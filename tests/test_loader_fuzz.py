@@ -25,6 +25,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from rich.console import Console
+from test_har_fuzz import set_at
 
 from replayer.loading import prepare_workload
 from replayer.plan import render_plan
@@ -121,29 +122,13 @@ ODD_BUT_VALID: list[tuple[tuple[str | int, ...], Any]] = [
 ]
 
 
-def _set(document: Any, path: tuple[str | int, ...], value: Any, delete: bool = False) -> Any:
-    if path == ():
-        return value
-    holder = document
-    try:
-        for key in path[:-1]:
-            holder = holder[key]
-        if delete:
-            del holder[path[-1]]
-        else:
-            holder[path[-1]] = value
-    except (KeyError, IndexError, TypeError):
-        pass  # an earlier mutation took the way there
-    return document
-
-
 @st.composite
 def session_documents(draw: st.DrawFn, n: int) -> Any:
     document: Any = base_session(n)
     for path, value in draw(st.lists(st.sampled_from(ODD_BUT_VALID), max_size=3)):
-        document = _set(document, path, value)
+        document = set_at(document, path, value)
     for path in draw(st.lists(st.sampled_from(PATHS), max_size=2)):
-        document = _set(document, path, draw(values), delete=draw(st.booleans()) and path != ())
+        document = set_at(document, path, draw(values), delete=draw(st.booleans()) and path != ())
     return document
 
 

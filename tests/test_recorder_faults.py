@@ -21,9 +21,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+from test_crash_recovery import _recorded
 
 from traffic_replay.errors import RecordingStopped
-from traffic_replay.format import load_recordings
 
 from processes import REPO_ROOT, interrupt, start_recorder, stop_process, target_log
 
@@ -32,16 +32,6 @@ pytestmark = pytest.mark.timeout(90)
 REPLAY = [sys.executable, "-m", "traffic_replay.cli"]
 Received = tuple[str, str, int, str]
 """(User-Agent, path, status, body) of one answer a client got."""
-
-
-def _recorded(out: Path) -> list[Received]:
-    found = []
-    for session in load_recordings(out):
-        for r in session.requests:
-            assert r.response is not None
-            body = r.response.body.to_bytes().decode() if r.response.body else ""
-            found.append((dict(r.headers).get("User-Agent", ""), r.path, r.response.status, body))
-    return found
 
 
 class Client(threading.Thread):
