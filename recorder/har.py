@@ -8,10 +8,8 @@ skipped in ``recorder.harentry``.
 from __future__ import annotations
 
 import contextlib
-import errno
 import hashlib
 import os
-import stat
 from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -26,6 +24,7 @@ from recorder.harparse import CHUNK, PARSE_ERRORS, Parsed, Reader, child_items, 
 from recorder.pipeline import Pipeline
 from recorder.records import Exchange
 from recorder.redaction import Redactor
+from traffic_replay import inputs
 from traffic_replay.errors import HarError, HarParserFailed, HarSyntaxError, RecordingError, one_line
 
 Grouping = Literal["page", "file"]
@@ -38,35 +37,14 @@ VERSIONS = ("1.1", "1.2")
 
 
 def open_regular(path: Path, error: type[RecordingError]) -> BinaryIO:
-    """``path`` opened for reading if it is a regular file; else ``error``, one line saying what it is.
-
-    Opened without blocking and checked on the open file: a FIFO (or a path swapped for one) would
-    wait for a writer forever, and a device (``/dev/zero``) never ends.
-    """
+    """``path`` opened for reading if it is a regular file; else ``error``, one line saying what it is."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        return inputs.open_regular(path)
     except OSError as e:
-        if e.errno == errno.ELOOP:
-            raise error(f"{path}: a symbolic link loop (too many levels of symbolic links)") from e
-        if isinstance(e, FileNotFoundError):
-            raise error(f"{path}: " + ("a symbolic link to a missing file" if path.is_symlink()
-                                       else "no such file")) from e
-        raise error(f"{path}: {e.strerror or e}") from e
-    try:
-        mode = os.fstat(fd).st_mode
-        kind = None if stat.S_ISREG(mode) else (
-            "a directory" if stat.S_ISDIR(mode) else "a named pipe (FIFO)" if stat.S_ISFIFO(mode)
-            else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a socket" if stat.S_ISSOCK(mode)
-            else "not a regular file")
-        if kind is not None:
-            hint = " (save what it gives to a file, and import that)" if kind in ("a named pipe (FIFO)",
-                                                                                  "a device") else ""
-            raise error(f"{path}: {kind}, not a file{hint}")
-        os.set_blocking(fd, True)
-        return os.fdopen(fd, "rb")
-    except BaseException:
-        os.close(fd)
-        raise
+        # What streams (a FIFO, a device) can still be imported: from a file that holds what it gave.
+        hint = (" (save what it gives to a file, and import that)"
+                if isinstance(e, inputs.NotAFile) and e.kind in ("a named pipe (FIFO)", "a device") else "")
+        raise error(f"{path}: {e.strerror or e}{hint}") from e
 
 
 @dataclass

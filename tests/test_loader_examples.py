@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_loader_fuzz import _bytes_of, _set, base_session, replays
+from test_har_fuzz import set_at
+from test_loader_fuzz import _bytes_of, base_session, replays
 
 from replayer.loading import prepare_workload
 from traffic_replay.correlation import load_rules
@@ -103,7 +104,7 @@ def test_a_fifo_as_rules_or_data_is_refused_without_blocking(tmp_path: Path, nam
     os.mkfifo(path)
     with pytest.raises(ReplayError) as info:
         load_rules(path) if name == "rules.toml" else load_rows(path, set())
-    assert info.value.lines() == [f"{path}: not a regular file (a FIFO)"]
+    assert info.value.lines() == [f"{path}: a named pipe (FIFO), not a file"]
 
 
 @pytest.mark.parametrize(("where", "value", "field"), [
@@ -117,7 +118,7 @@ def test_what_would_split_the_request_it_is_sent_in_is_refused_at_load(tmp_path:
                                                                        value: str, field: str) -> None:
     for layout in ("lines", "one"):
         path = tmp_path / f"{layout}.json"
-        path.write_bytes(_bytes_of(_set(base_session(0), where, value), layout))
+        path.write_bytes(_bytes_of(set_at(base_session(0), where, value), layout))
         with pytest.raises(ReplayError) as info:  # was: sent as it was, a header or a request of its own
             read_recordings(tmp_path)
         assert info.value.lines() == [f"{path}: field '{field}"]

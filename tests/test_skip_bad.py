@@ -63,10 +63,10 @@ BAD: dict[str, tuple[Callable[[Path], None], str]] = {
     "missing": (lambda p: _json(p, _missing), "field 'started_at': missing"),
     "version": (lambda p: _json(p, _version),
                 "field 'format_version': 2 is not a format this traffic-replay reads (it reads 1)"),
-    "loop": (lambda p: p.symlink_to(p.name), "Too many levels of symbolic links"),
-    "fifo": (lambda p: os.mkfifo(p), "not a regular file (a FIFO), not a session file"),
-    "directory": (lambda p: p.mkdir(), "not a regular file (a directory), not a session file"),
-    "device": (lambda p: p.symlink_to("/dev/zero"), "not a regular file (a character device), not a session file"),
+    "loop": (lambda p: p.symlink_to(p.name), "a symbolic link loop (too many levels of symbolic links)"),
+    "fifo": (lambda p: os.mkfifo(p), "a named pipe (FIFO), not a session file"),
+    "directory": (lambda p: p.mkdir(), "a directory, not a session file"),
+    "device": (lambda p: p.symlink_to("/dev/zero"), "a device, not a session file"),
 }
 
 

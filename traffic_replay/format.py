@@ -17,7 +17,6 @@ what mitmproxy already parsed, and everything that reads a file decodes it.
 from __future__ import annotations
 
 import base64
-import errno
 import gc
 import os
 import re
@@ -34,7 +33,7 @@ import msgspec
 from msgspec import Meta, Struct, field
 
 from traffic_replay.errors import RecordingError, RecordingsInvalid, SessionFileError, one_line
-from traffic_replay.inputs import read_regular
+from traffic_replay.inputs import NotAFile, read_regular
 from traffic_replay.sharing import Shared
 
 FORMAT_VERSION: Literal[1] = 1
@@ -252,9 +251,10 @@ _TAIL = b"\n]}\n"
 def _read(path: Path) -> bytes:
     try:
         return read_regular(path)
+    except NotAFile as e:
+        raise SessionFileError(path, f"{e.kind}, not a session file") from e
     except OSError as e:
-        detail = e.strerror or str(e)
-        raise SessionFileError(path, f"{detail}, not a session file" if e.errno == errno.EINVAL else detail) from e
+        raise SessionFileError(path, e.strerror or str(e)) from e
 
 
 class _Version(Struct):

@@ -1,4 +1,5 @@
-"""Reading an input file (a session, rules or data file) without being held up by what it really is."""
+"""Opening an input file (a HAR, a flow file, a session, rules or data file) without being held up
+by what it really is: one place, so that every loader refuses the same things in the same words."""
 
 from __future__ import annotations
 
@@ -6,26 +7,48 @@ import errno
 import os
 import stat
 from pathlib import Path
+from typing import BinaryIO
+
+_KINDS = {stat.S_IFDIR: "a directory", stat.S_IFIFO: "a named pipe (FIFO)", stat.S_IFSOCK: "a socket",
+          stat.S_IFCHR: "a device", stat.S_IFBLK: "a device"}
 
 
-def read_regular(path: Path) -> bytes:
-    """The bytes of an input file, or an ``OSError`` whose ``strerror`` says what is wrong.
+class NotAFile(OSError):
+    """What is at the path is not a regular file; ``kind`` says what it is ("a directory")."""
 
-    Opened without blocking and checked before anything is read: a FIFO named ``x.json``
-    would otherwise wait forever for a writer, and a device (``/dev/zero`` behind a
-    symlink) would never end. A symlink loop or a missing target fails at the open.
+    def __init__(self, kind: str) -> None:
+        super().__init__(errno.EINVAL, f"{kind}, not a file")
+        self.kind = kind
+
+
+def open_regular(path: Path) -> BinaryIO:
+    """``path`` opened for reading if it is a regular file; else an ``OSError`` whose ``strerror``
+    says what is wrong in words (``NotAFile`` for a directory, a FIFO, a device, a socket).
+
+    Opened without blocking and checked on the open file: a FIFO (or a path swapped for one)
+    would wait for a writer forever, and a device (``/dev/zero``) never ends.
     """
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise OSError(errno.ELOOP, "a symbolic link loop (too many levels of symbolic links)") from e
+        if isinstance(e, FileNotFoundError):
+            raise FileNotFoundError(errno.ENOENT, "a symbolic link to a missing file" if path.is_symlink()
+                                    else "no such file") from e
+        raise
     try:
         mode = os.fstat(fd).st_mode
         if not stat.S_ISREG(mode):
-            kind = _KINDS.get(stat.S_IFMT(mode), "a special file")
-            raise OSError(errno.EINVAL, f"not a regular file ({kind})")
-        with os.fdopen(fd, "rb", closefd=False) as fh:
-            return fh.read()
-    finally:
+            raise NotAFile(_KINDS.get(stat.S_IFMT(mode), "not a regular file"))
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
         os.close(fd)
+        raise
 
 
-_KINDS = {stat.S_IFDIR: "a directory", stat.S_IFIFO: "a FIFO", stat.S_IFSOCK: "a socket",
-          stat.S_IFCHR: "a character device", stat.S_IFBLK: "a block device"}
+def read_regular(path: Path) -> bytes:
+    """The bytes of ``path``, if it is a regular file (``open_regular``'s errors if not)."""
+    with open_regular(path) as fh:
+        return fh.read()
