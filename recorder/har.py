@@ -42,8 +42,7 @@ def open_regular(path: Path, error: type[RecordingError]) -> BinaryIO:
         return inputs.open_regular(path)
     except OSError as e:
         # What streams (a FIFO, a device) can still be imported: from a file that holds what it gave.
-        hint = (" (save what it gives to a file, and import that)"
-                if isinstance(e, inputs.NotAFile) and e.kind in ("a named pipe (FIFO)", "a device") else "")
+        hint = " (save what it gives to a file, and import that)" if inputs.is_stream(e) else ""
         raise error(f"{path}: {e.strerror or e}{hint}") from e
 
 

@@ -33,7 +33,7 @@ import msgspec
 from msgspec import Meta, Struct, field
 
 from traffic_replay.errors import RecordingError, RecordingsInvalid, SessionFileError, one_line
-from traffic_replay.inputs import NotAFile, read_regular
+from traffic_replay.inputs import read_regular
 from traffic_replay.sharing import Shared
 
 FORMAT_VERSION: Literal[1] = 1
@@ -250,9 +250,7 @@ _TAIL = b"\n]}\n"
 
 def _read(path: Path) -> bytes:
     try:
-        return read_regular(path)
-    except NotAFile as e:
-        raise SessionFileError(path, f"{e.kind}, not a session file") from e
+        return read_regular(path, "a session file")
     except OSError as e:
         raise SessionFileError(path, e.strerror or str(e)) from e
 

@@ -11,19 +11,12 @@ from typing import BinaryIO
 
 _KINDS = {stat.S_IFDIR: "a directory", stat.S_IFIFO: "a named pipe (FIFO)", stat.S_IFSOCK: "a socket",
           stat.S_IFCHR: "a device", stat.S_IFBLK: "a device"}
+_STREAMS = ("a named pipe (FIFO)", "a device")
 
 
-class NotAFile(OSError):
-    """What is at the path is not a regular file; ``kind`` says what it is ("a directory")."""
-
-    def __init__(self, kind: str) -> None:
-        super().__init__(errno.EINVAL, f"{kind}, not a file")
-        self.kind = kind
-
-
-def open_regular(path: Path) -> BinaryIO:
+def open_regular(path: Path, what: str = "a file") -> BinaryIO:
     """``path`` opened for reading if it is a regular file; else an ``OSError`` whose ``strerror``
-    says what is wrong in words (``NotAFile`` for a directory, a FIFO, a device, a socket).
+    says what is wrong in words ("a directory, not ``what``"; ``EINVAL`` for what is no file).
 
     Opened without blocking and checked on the open file: a FIFO (or a path swapped for one)
     would wait for a writer forever, and a device (``/dev/zero``) never ends.
@@ -40,7 +33,7 @@ def open_regular(path: Path) -> BinaryIO:
     try:
         mode = os.fstat(fd).st_mode
         if not stat.S_ISREG(mode):
-            raise NotAFile(_KINDS.get(stat.S_IFMT(mode), "not a regular file"))
+            raise OSError(errno.EINVAL, f"{_KINDS.get(stat.S_IFMT(mode), 'a special file')}, not {what}")
         os.set_blocking(fd, True)
         return os.fdopen(fd, "rb")
     except BaseException:
@@ -48,7 +41,12 @@ def open_regular(path: Path) -> BinaryIO:
         raise
 
 
-def read_regular(path: Path) -> bytes:
+def read_regular(path: Path, what: str = "a file") -> bytes:
     """The bytes of ``path``, if it is a regular file (``open_regular``'s errors if not)."""
-    with open_regular(path) as fh:
+    with open_regular(path, what) as fh:
         return fh.read()
+
+
+def is_stream(error: OSError) -> bool:
+    """Whether ``open_regular`` refused a FIFO or a device: what streams, and could be saved to a file."""
+    return error.errno == errno.EINVAL and (error.strerror or "").startswith(_STREAMS)
