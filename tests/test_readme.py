@@ -21,7 +21,7 @@ def test_every_setting_is_documented() -> None:
 
 def test_the_ci_script_runs_the_readme_test_command() -> None:
     readme = (REPO_ROOT / "README.md").read_text()
-    command = ("apt-get update && apt-get install -y chromium docker.io debootstrap python3-venv && "
+    command = ("apt-get update && apt-get install -y chromium docker.io debootstrap nginx wrk python3-venv && "
                "python3 -m venv .venv && .venv/bin/pip install -e '.[test]' && "
                ".venv/bin/python -m pytest -m \"not slow\" && .venv/bin/python -m pytest -m slow")
     assert command in readme and command in (REPO_ROOT / ".ci" / "run").read_text()
