@@ -93,6 +93,16 @@ def test_a_client_that_disconnects_mid_request_loses_nothing_else(demo_target: s
                        "mid-request)"], output
 
 
+def _started_and_answered(clients: list[Client], answers: int) -> float:
+    """Start the clients and wait until they have had ``answers`` answers between them; the deadline
+    (20 s from the start) for the rest of the test's waits."""
+    for c in clients:
+        c.start()
+    deadline = time.monotonic() + 20
+    while sum(len(c.received) for c in clients) < answers and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return deadline
+
 def test_an_upstream_that_dies_mid_recording_loses_nothing_it_answered(
         demo_target_process: tuple[subprocess.Popen[str], str], tmp_path: Path) -> None:
     upstream, url = demo_target_process
@@ -100,11 +110,7 @@ def test_an_upstream_that_dies_mid_recording_loses_nothing_it_answered(
     proc, port = start_recorder(out, "--mode", f"reverse:{url}", "--no-live")
     clients = [Client(port, f"upstream-test-{n}/1.0") for n in range(3)]
     try:
-        for c in clients:
-            c.start()
-        deadline = time.monotonic() + 20
-        while sum(len(c.received) for c in clients) < 60 and time.monotonic() < deadline:
-            time.sleep(0.05)
+        deadline = _started_and_answered(clients, 60)
         upstream.kill()  # by its PID: the demo target this test started
         upstream.wait(10)
         after = sum(len(c.received) for c in clients)
@@ -170,11 +176,7 @@ def test_a_full_disk_stops_the_recorder_loudly_and_recover_keeps_every_answer(
     proc, port = start_recorder(out, "--mode", f"reverse:{demo_target}", "--no-live", "--idle-gap", "1")
     clients = [Client(port, f"disk-test-{n}/1.0") for n in range(2)]
     try:
-        for c in clients:
-            c.start()
-        deadline = time.monotonic() + 20
-        while sum(len(c.received) for c in clients) < 40 and time.monotonic() < deadline:
-            time.sleep(0.05)
+        _started_and_answered(clients, 40)
         filler = _fill(small_disk)
         code = proc.wait(20)  # the next flow cannot be journaled: the recorder stops
         for c in clients:
