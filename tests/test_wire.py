@@ -82,3 +82,26 @@ def test_a_live_value_with_a_line_break_fails_its_request_and_sends_nothing_of_i
     reasons = {f["error"] for f in summary["failures"]}
     assert len(reasons) == 1 and reasons.pop().startswith("session 'test session' step 2: cannot be sent: "), reasons
     assert summary["sessions"]["failed"] > 0
+
+
+def test_cookies_a_target_sets_go_back_to_it_within_the_visit_and_not_into_the_next(tmp_path: Path) -> None:
+    # The replay's cookie jar skips its work while it holds no cookie and the answer sets none:
+    # a cookie set in any spelling of the header, on a later answer of the visit, still goes back.
+    heads: list[bytes] = []
+
+    def sets_on_b(conn: socket.socket, head: bytes) -> Next:
+        heads.append(head)
+        cookie = b"sEt-CoOkIe: sid=s%d; Path=/\r\n" % len(heads) if head.startswith(b"GET /b ") else b""
+        conn.sendall(b"HTTP/1.1 200 OK\r\n" + cookie + b"Content-Length: 2\r\n\r\nok")
+        return "keep"
+
+    with fault_server(sets_on_b) as server:
+        result, summary = _replay(tmp_path, server.port, [make_request(p, port=server.port, offset_ms=i)
+                                                          for i, p in enumerate(("/a", "/b", "/c"))])
+    assert result.returncode == 0, result.stderr[-2000:]
+    visits = [heads[i:i + 3] for i in range(0, len(heads) - 2, 3)]
+    assert len(visits) > 3 and all(v[0].startswith(b"GET /a ") for v in visits), heads[:6]
+    for n, (a, b, c) in enumerate(visits):
+        cookies = [line for line in c.split(b"\r\n") if line.lower().startswith(b"cookie:")]
+        assert cookies == [b"Cookie: sid=s%d" % (3 * n + 2)], (n, c)
+        assert b"cookie:" not in a.lower() and b"cookie:" not in b.lower(), (n, a, b)
