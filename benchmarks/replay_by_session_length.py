@@ -177,8 +177,8 @@ def write_plain(path: Path, directory: Path) -> list[str]:
     return [s.name for s in steps]
 
 
-def ours_args(directory: Path, url: str, users: int, seconds: float) -> list[str]:
-    return [*replay_command(), "run", str(directory), "--host", url, "--speed", "0", "-u", str(users),
+def ours_args(directory: Path, url: str, users: int, seconds: float, replay: list[str] | None = None) -> list[str]:
+    return [*(replay or replay_command()), "run", str(directory), "--host", url, "--speed", "0", "-u", str(users),
             "-r", str(users), "-t", f"{seconds:g}s", "--headless", "--no-check"]
 
 
@@ -252,6 +252,9 @@ def main() -> int:
     parser.add_argument("--quiet-wait", type=float, default=60,
                         help="before each run, wait up to this many seconds for the machine to be quiet")
     parser.add_argument("--keep", action="store_true", help="keep the recordings, locustfiles and logs")
+    parser.add_argument("--also", action="append", default=[], metavar="REPLAY",
+                        help="another `replay` executable (another checkout's venv), run as side 'also1', "
+                             "'also2'... in every pair beside ours, for a before/after in one sitting")
     opts = parser.parse_args()
     lengths = [int(n) for n in opts.lengths.split(",")]
     if opts.seconds < 5 or min(lengths) < 1:
@@ -285,11 +288,14 @@ def main() -> int:
         for pair in range(1, opts.pairs + 1):
             for length in lengths:
                 directory, plain = sides[length]
-                for side in ("ours", "plain") if pair % 2 else ("plain", "ours"):
+                mine = ["ours", *(f"also{n}" for n in range(1, len(opts.also) + 1))]
+                for side in [*mine, "plain"] if pair % 2 else ["plain", *reversed(mine)]:
                     tag = f"L{length}-{side}-{pair}"
                     output = tmp / f"{tag}.log"
                     args = (ours_args(directory, url, opts.users, opts.seconds) if side == "ours"
-                            else plain_args(plain, url, opts.users, opts.seconds))
+                            else plain_args(plain, url, opts.users, opts.seconds) if side == "plain"
+                            else ours_args(directory, url, opts.users, opts.seconds,
+                                           [opts.also[int(side[4:]) - 1]]))
                     with bench_lock() as waited:
                         if waited > 0.5:
                             log(f"  waited {waited:.0f}s for {LOCK}")
@@ -370,42 +376,47 @@ def report(runs: list[dict], lengths: list[int], opts: argparse.Namespace) -> No
               f"{r['locust_session_rows'] or 0:>9}{r['cpu_s']:>8.2f}{r['server_cpu_s']:>13.2f}"
               f"{r['others_cpu_s']:>14.2f}{r['load_before'][0]:>6.2f}")
     ratios: list[dict] = []
-    medians: dict[int, dict] = {}
-    print(f"\n{'L':>3} {'pair':>4} {'ours req/s':>11} {'plain req/s':>12} {'ratio':>7} {'mid ratio':>10}"
-          f" {'CPU ratio':>10} {'ours Locust Aggr./requests':>27}")
-    for length in lengths:
-        mine = []
-        for p in sorted({r["pair"] for r in runs if r["length"] == length}):
-            ours = next((r for r in runs if (r["length"], r["pair"], r["side"]) == (length, p, "ours")), None)
-            plain = next((r for r in runs if (r["length"], r["pair"], r["side"]) == (length, p, "plain")), None)
-            if not (ours and plain and plain["rps"] and plain["mid_rps"]):
-                continue
-            cpu_ours, cpu_plain = ours.get("mid_cpu_us_per_request"), plain.get("mid_cpu_us_per_request")
-            row = {"length": length, "pair": p, "ours_rps": ours["rps"], "plain_rps": plain["rps"],
-                   "ratio": ours["rps"] / plain["rps"], "mid_ratio": ours["mid_rps"] / plain["mid_rps"],
-                   # plain's CPU per request over ours': above 1.0, ours spends less per request.
-                   "cpu_ratio": cpu_plain / cpu_ours if cpu_ours and cpu_plain else None,
-                   # How much Locust's Aggregated row overstates ours' requests (2.0 at L=1 with SESSION rows).
-                   "ours_aggregated_over_requests": (
-                       ours["locust_aggregated"] / (ours["locust_aggregated"] - ours["locust_session_rows"])
-                       if ours["locust_aggregated"] else None)}
-            mine.append(row)
-            aggr = row["ours_aggregated_over_requests"]
-            cpu_ratio = row["cpu_ratio"]
-            print(f"{length:>3} {p:>4} {row['ours_rps']:>11.1f} {row['plain_rps']:>12.1f} {row['ratio']:>7.3f}"
-                  f" {row['mid_ratio']:>10.3f} {'-' if cpu_ratio is None else format(cpu_ratio, '.3f'):>10}"
-                  f" {'-' if aggr is None else format(aggr, '.3f'):>27}")
-        if mine:
-            cpus = [r["cpu_ratio"] for r in mine if r["cpu_ratio"] is not None]
-            medians[length] = {"ratio": statistics.median(r["ratio"] for r in mine),
-                               "mid_ratio": statistics.median(r["mid_ratio"] for r in mine),
-                               "cpu_ratio": statistics.median(cpus) if cpus else None}
-            cpu_median = medians[length]["cpu_ratio"]
-            shown = "-" if cpu_median is None else format(cpu_median, ".3f")
-            print(f"{length:>3} {'med':>4} {'':>11} {'':>12} {medians[length]['ratio']:>7.3f}"
-                  f" {medians[length]['mid_ratio']:>10.3f} {shown:>10}")
-        ratios += mine
-    print("\nratio = ours/plain requests/s, both counted in nginx's access log (target >= 1.0); CPU ratio = plain's"
+    medians: dict[str, dict] = {}
+    print(f"\n{'side':>6} {'L':>3} {'pair':>4} {'side req/s':>11} {'plain req/s':>12} {'ratio':>7} {'mid ratio':>10}"
+          f" {'CPU ratio':>10} {'Locust Aggr./requests':>22}")
+    sides = sorted({r["side"] for r in runs} - {"plain"}, key=lambda side: (side != "ours", side))
+    for side in sides:
+        for length in lengths:
+            mine = []
+            for p in sorted({r["pair"] for r in runs if r["length"] == length}):
+                ours = next((r for r in runs if (r["length"], r["pair"], r["side"]) == (length, p, side)), None)
+                plain = next((r for r in runs if (r["length"], r["pair"], r["side"]) == (length, p, "plain")), None)
+                if not (ours and plain and plain["rps"] and plain["mid_rps"]):
+                    continue
+                cpu_ours, cpu_plain = ours.get("mid_cpu_us_per_request"), plain.get("mid_cpu_us_per_request")
+                row = {"side": side, "length": length, "pair": p, "ours_rps": ours["rps"], "plain_rps": plain["rps"],
+                       "ratio": ours["rps"] / plain["rps"], "mid_ratio": ours["mid_rps"] / plain["mid_rps"],
+                       # plain's CPU per request over ours': above 1.0, ours spends less per request.
+                       "cpu_ratio": cpu_plain / cpu_ours if cpu_ours and cpu_plain else None,
+                       # How much Locust's Aggregated row overstates ours' requests (2.0 at L=1 with SESSION rows).
+                       "ours_aggregated_over_requests": (
+                           ours["locust_aggregated"] / (ours["locust_aggregated"] - ours["locust_session_rows"])
+                           if ours["locust_aggregated"] else None)}
+                mine.append(row)
+                aggr = row["ours_aggregated_over_requests"]
+                cpu_ratio = row["cpu_ratio"]
+                print(f"{side:>6} {length:>3} {p:>4} {row['ours_rps']:>11.1f} {row['plain_rps']:>12.1f}"
+                      f" {row['ratio']:>7.3f} {row['mid_ratio']:>10.3f}"
+                      f" {'-' if cpu_ratio is None else format(cpu_ratio, '.3f'):>10}"
+                      f" {'-' if aggr is None else format(aggr, '.3f'):>22}")
+            if mine:
+                cpus = [r["cpu_ratio"] for r in mine if r["cpu_ratio"] is not None]
+                key = str(length) if side == "ours" else f"{side}:{length}"
+                medians[key] = {"ratio": statistics.median(r["ratio"] for r in mine),
+                                "mid_ratio": statistics.median(r["mid_ratio"] for r in mine),
+                                "cpu_ratio": statistics.median(cpus) if cpus else None}
+                cpu_median = medians[key]["cpu_ratio"]
+                shown = "-" if cpu_median is None else format(cpu_median, ".3f")
+                print(f"{side:>6} {length:>3} {'med':>4} {'':>11} {'':>12} {medians[key]['ratio']:>7.3f}"
+                      f" {medians[key]['mid_ratio']:>10.3f} {shown:>10}")
+            ratios += mine
+    print("\nratio = side/plain requests/s (ours: this checkout; alsoN: the Nth --also), both counted in"
+          " nginx's access log (target >= 1.0); CPU ratio = plain's"
           " CPU per request over ours', both over the middle of each run (above 1.0: ours costs less)")
     if opts.json:
         import locust  # only its version; this process never runs Locust
@@ -413,7 +424,7 @@ def report(runs: list[dict], lengths: list[int], opts: argparse.Namespace) -> No
         opts.json.write_text(json.dumps({
             "command": " ".join([sys.executable, *sys.argv]), "lengths": lengths, "users": opts.users,
             "seconds": opts.seconds, "pairs": opts.pairs, "locust": locust.__version__, "nproc": os.cpu_count(),
-            "runs": runs, "ratios": ratios, "medians": {str(k): v for k, v in medians.items()}}, indent=2) + "\n")
+            "also": opts.also, "runs": runs, "ratios": ratios, "medians": medians}, indent=2) + "\n")
         log(f"raw figures written to {opts.json}")
 
 

@@ -12,7 +12,8 @@ one; the whole request therefore runs under one deadline as well (``--timeout``)
 slow target is a failure with its reason, not a request that holds its user until the run
 ends and is never counted. A failure's reason names the session and step and says what
 happened in words (refused, no connection within N s, reset, cut off after the headers),
-not the client library's exception text.
+not the client library's exception text. The deadline is kept by one watchdog per process
+(``replayer.deadlines``), not a timer per request.
 
 The standard library's cookie jar does its work (a lock, its policy's clock, a walk of its
 domains, a look for ``Set-Cookie`` in the answer) on every request, cookies or not: ~7 % of
@@ -34,6 +35,7 @@ from geventhttpclient.response import HTTPConnectionClosed
 from locust.contrib.fasthttp import FAILURE_EXCEPTIONS, FastHttpSession
 from locust.exception import CatchResponseError
 
+from replayer.deadlines import deadlines
 from replayer.prepared import Headers, Step
 
 _ABSOLUTE = ("http://", "https://")
@@ -43,7 +45,7 @@ _NO_CONTEXT: dict[str, Any] = {}
 class Sender:
     """Sends on one client (one cookie jar) and reports each request as Locust's ``request`` event."""
 
-    __slots__ = ("_send", "_fire", "_base", "_timeout", "_connect_timeout")
+    __slots__ = ("_send", "_fire", "_base", "_timeout", "_connect_timeout", "_expired")
 
     def __init__(self, client: FastHttpSession, fire: Callable[..., Any], timeout: float,
                  connect_timeout: float) -> None:
@@ -55,6 +57,8 @@ class Sender:
         self._fire = fire
         self._base = client.base_url or ""
         self._timeout, self._connect_timeout = timeout, connect_timeout
+        # Raised by the process's watchdog in a request past its deadline; never started as a timer.
+        self._expired = Timeout(timeout)
 
     def __call__(self, step: Step, url: str, headers: Headers | dict[str, str], body: bytes | None,
                  ) -> tuple[Any, bool]:
@@ -65,8 +69,7 @@ class Sender:
         started = time.time()
         began = time.perf_counter()
         exception: Exception | None = None
-        # A new timer each time: a gevent Timeout restarted after use fires early now and then.
-        deadline = Timeout.start_new(self._timeout)
+        watched = deadlines.start(self._timeout, self._expired)
         try:
             # The client library adds to the headers it is given (content type, cookies): give it a copy.
             try:
@@ -80,21 +83,21 @@ class Sender:
             except FAILURE_EXCEPTIONS as e:  # the body broke off, or the deadline passed while it came
                 length = 0
                 exception = CatchResponseError(f"{step.label}: response cut off after the headers (status "
-                                               f"{response.status_code}): {self._why(e, deadline)}")
+                                               f"{response.status_code}): {self._why(e, headed=True)}")
         finally:
-            deadline.close()
+            deadlines.end(watched)
         elapsed = (time.perf_counter() - began) * 1000
         status = response.status_code
         if exception is None and not (status and (status // 100 == expected or not expected)):
-            reason = (f"{step.label}: {self._why(response.error, deadline)}" if not status
+            reason = (f"{step.label}: {self._why(response.error, headed=False)}" if not status
                       else f"{step.label}: status {status}, recorded {expected}xx")
             exception = CatchResponseError(reason)
         self._fire(request_type=method, name=step.name, response_time=elapsed, response_length=length,
                    response=response, context=_NO_CONTEXT, exception=exception, start_time=started, url=full)
         return response, exception is not None
 
-    def _why(self, error: BaseException | None, deadline: Timeout) -> str:
-        return why(error, deadline, self._timeout, self._connect_timeout)
+    def _why(self, error: BaseException | None, headed: bool) -> str:
+        return why(error, headed, self._timeout, self._connect_timeout)
 
 
 class LeanCookieJar(CookieJar):
@@ -124,16 +127,20 @@ class _Unsent:
         self.error = error
 
 
-def why(error: BaseException | None, deadline: Timeout, timeout: float, connect_timeout: float) -> str:
+def why(error: BaseException | None, headed: bool, timeout: float, connect_timeout: float) -> str:
     """A request's failure in words, from what the client library raised (``RetriesExceeded`` wraps
-    the first error as ``original``)."""
+    the first error as ``original``) and whether the response's head had come (``headed``).
+
+    A timeout is told by what had come when it struck, not by which timer struck: a silent
+    target trips the socket's read timeout and the deadline at the same moment (both are
+    ``--timeout``), and which of the two fires first says nothing about the target."""
     cause = getattr(error, "original", None) or error
     if cause is None:
         return "no response"
     if isinstance(cause, socket.timeout | Timeout):
         if _while_connecting(cause):
             return f"timed out: no connection within {min(connect_timeout, timeout):g} s (--connect-timeout)"
-        if cause is deadline:
+        if headed:
             return f"timed out: no complete response within {timeout:g} s (--timeout)"
         return f"timed out: no answer within {timeout:g} s (--timeout)"
     if isinstance(cause, ConnectionRefusedError):

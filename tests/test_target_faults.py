@@ -126,7 +126,7 @@ def test_a_stalled_connect_fails_after_the_connect_timeout(tmp_path: Path) -> No
 def test_a_target_that_never_answers_fails_after_the_timeout(server: FaultServer, tmp_path: Path) -> None:
     # A short connect timeout does not cut an answer short: connecting is done by then.
     run = _replay(tmp_path, server.port, "--timeout", "0.8", "--connect-timeout", "0.2")
-    _all_failed_with(run, "timed out: no complete response within 0.8 s (--timeout)")
+    _all_failed_with(run, "timed out: no answer within 0.8 s (--timeout)")
     assert 700 <= run.summary["total"]["median_ms"] < 2000, run.summary["total"]
     _reached(server, run)
 
@@ -141,7 +141,7 @@ def test_requests_stuck_past_the_run_time_do_not_hold_the_run(server: FaultServe
 @pytest.mark.parametrize("server", [faultserver.slow(1.0)], indirect=True)
 def test_answers_slower_than_the_timeout_are_failures(server: FaultServer, tmp_path: Path) -> None:
     _all_failed_with(_replay(tmp_path, server.port, "--timeout", "0.5"),
-                     "timed out: no complete response within 0.5 s (--timeout)")
+                     "timed out: no answer within 0.5 s (--timeout)")
 
 
 @pytest.mark.parametrize("server", [faultserver.slow(0.3)], indirect=True)
