@@ -46,6 +46,22 @@ def _path(raw: bytes) -> str:
     return text if text.isprintable() and " " not in text else quote(raw, safe=_ASCII)
 
 
+def _named(headers: list[Header], wanted: tuple[str, ...]) -> dict[str, str]:
+    """The ``wanted`` (lower-case) headers of ``headers``, each as mitmproxy's ``Headers.get`` gives
+    it (repeated fields joined with ", "): one pass over the decoded pairs, where each ``get`` on
+    mitmproxy's headers walks and decodes every field again."""
+    found: dict[str, str] = {}
+    for name, value in headers:
+        key = name.lower()
+        if key in wanted:
+            found[key] = f"{found[key]}, {value}" if key in found else value
+    return found
+
+
+_REQUEST_NAMES = ("user-agent", "content-type", "content-encoding")
+_RESPONSE_NAMES = ("content-type", "content-encoding")
+
+
 def captured(flow: http.HTTPFlow, with_url: bool = True) -> Captured:
     """What a finished flow (it must have a response) sent and got; ``with_url`` for ``--exclude`` filters."""
     req, resp = flow.request, flow.response
@@ -53,17 +69,19 @@ def captured(flow: http.HTTPFlow, with_url: bool = True) -> Captured:
     raw = req.raw_content or b""
     request_end = req.timestamp_end or req.timestamp_start
     finished = resp.timestamp_end or resp.timestamp_start
-    headers = req.headers
+    headers, response_headers = _headers(req.headers), _headers(resp.headers)
+    sent, got = _named(headers, _REQUEST_NAMES), _named(response_headers, _RESPONSE_NAMES)
     return Captured(
-        (flow.client_conn.peername[0], headers.get("user-agent", "")),
+        (flow.client_conn.peername[0], sent.get("user-agent", "")),
         req.timestamp_start, request_end, finished, req.method.upper(), req.scheme, req.host, req.port,
         _path(req.data.path),
-        req.url if with_url else "", req.http_version, _headers(headers), raw, headers.get("content-type"),
-        resp.status_code, resp.data.reason.decode("utf-8", "replace"), _headers(resp.headers),
+        req.url if with_url else "", req.http_version, headers, raw, sent.get("content-type"),
+        resp.status_code, resp.data.reason.decode("utf-8", "replace"), response_headers,
         # Response bodies are kept decoded (gzip removed) because correlation reads them.
-        resp.get_content(strict=False) or b"", resp.headers.get("content-type"),
+        (resp.get_content(strict=False) if "content-encoding" in got else resp.raw_content) or b"",
+        got.get("content-type"),
         round(max(finished - request_end, 0.0) * 1000, 3),
-        (req.get_content(strict=False) or b"") if raw and "content-encoding" in headers else None,
+        (req.get_content(strict=False) or b"") if raw and "content-encoding" in sent else None,
     )
 
 
