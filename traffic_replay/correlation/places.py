@@ -41,6 +41,10 @@ _DELIMITERS = re.compile(r"[/\s,;|:=&?#\"'()\[\]{}<>@+\\]+")
 _PATH_SEPARATORS = re.compile(r"[/\\]+")
 _WORD = re.compile(r"[a-z0-9]+")
 MIN_PART = 4
+DISTINCT = 8192
+"""Distinct paths, header pairs, path segments and values a cache of the detector keeps: enough for
+what a recording repeats (its endpoints, its users' headers), while a long session's unique ids and
+request ids, which never repeat, pass through (at 65,536 the caches held ~100 MiB of them)."""
 
 
 def set_cookie_pair(header: str) -> tuple[str, str]:
@@ -229,7 +233,7 @@ def _body_offers(content_type: str, data: str) -> Grouped:
     return groups
 
 
-@lru_cache(maxsize=65536)
+@lru_cache(maxsize=DISTINCT)
 def header_offers(name: str, value: str) -> tuple[Offered, ...]:
     """What one response header hands out: a cookie, the parts of a Location, a header value."""
     lower = name.lower()
@@ -279,14 +283,14 @@ def _pairs(text: str, offset: int, place: Literal["path", "body"]) -> Iterator[F
         at += len(pair) + 1
 
 
-@lru_cache(maxsize=65536)
+@lru_cache(maxsize=DISTINCT)
 def _segment(segment: str) -> tuple[str, Encoding | None]:
     # The same segments ("api", "items") start most paths of a recording.
     decoded = unquote(segment)
     return decoded, _encoding(segment, decoded)
 
 
-@lru_cache(maxsize=65536)
+@lru_cache(maxsize=DISTINCT)
 def header_fields(name: str, value: str) -> tuple[Field, ...]:
     """The fields of one request header: a recording repeats most of its header pairs on every request."""
     if name.lower() in SKIPPED_REQUEST_HEADERS or name.startswith(":"):

@@ -12,6 +12,7 @@ from functools import lru_cache
 from traffic_replay.correlation.model import ENCODERS, Encoding, Use
 from traffic_replay.correlation.places import (
     CACHED_BODY,
+    DISTINCT,
     MIN_PART,
     SCHEMED,
     Field,
@@ -27,7 +28,7 @@ Send = tuple[str, Field, tuple[int, int] | None]
 """(value, the field it stands in, its span inside the field's value when it is a delimited part)"""
 
 
-@lru_cache(maxsize=65536)
+@lru_cache(maxsize=DISTINCT)
 def encodings(value: str) -> tuple[tuple[Encoding, str], ...]:
     forms: list[tuple[Encoding, str]] = [("raw", value)]
     # Clients differ in what they leave unescaped; ':' and '/' are legal in queries and forms.
@@ -48,7 +49,7 @@ def _field_sends(f: Field, add: Callable[[Send], None]) -> None:
         add((value[start:end], f, (start, end)))
 
 
-@lru_cache(maxsize=65536)
+@lru_cache(maxsize=DISTINCT)
 def _header_sends(name: str, value: str) -> tuple[Send, ...]:
     # Most header pairs of a recording repeat on every request: worked out once.
     found: list[Send] = []
@@ -57,7 +58,7 @@ def _header_sends(name: str, value: str) -> tuple[Send, ...]:
     return tuple(found)
 
 
-@lru_cache(maxsize=65536)
+@lru_cache(maxsize=DISTINCT)
 def _path_sends(path: str) -> tuple[Send, ...]:
     # The same paths come back again and again (every user's GET /api/cart).
     found: list[Send] = []
