@@ -1,7 +1,8 @@
 """Correlation: values a server handed out that later requests sent back, carried over live.
 
 One concept in a few modules: ``model`` (what a correlation is), ``places`` (where values
-stand in requests and responses), ``detection`` (finding them in a recording), ``rules``
+stand in requests and responses), ``detection`` (finding them in a recording, with ``sends``:
+what a request sends, and ``evidence``: whether an offer and a use prove a value the server's), ``rules``
 (declaring them by hand), ``extraction`` (reading a value out of a response), ``template``
 (putting live values into a request). Pure Python: no mitmproxy, no locust.
 """

@@ -18,7 +18,7 @@ from urllib.parse import unquote, unquote_plus, urlsplit
 
 import orjson
 
-from traffic_replay.correlation.model import ENCODERS, Encoding, ExtractKind, Source
+from traffic_replay.correlation.model import ENCODERS, Encoding, ExtractKind
 from traffic_replay.format import Request
 
 # Headers whose values are about the transport or the client, never a value to carry over.
@@ -41,6 +41,10 @@ _DELIMITERS = re.compile(r"[/\s,;|:=&?#\"'()\[\]{}<>@+\\]+")
 _PATH_SEPARATORS = re.compile(r"[/\\]+")
 _WORD = re.compile(r"[a-z0-9]+")
 MIN_PART = 4
+DISTINCT = 8192
+"""Distinct paths, header pairs, path segments and values a cache of the detector keeps: enough for
+what a recording repeats (its endpoints, its users' headers), while a long session's unique ids and
+request ids, which never repeat, pass through (at 65,536 the caches held ~100 MiB of them)."""
 
 
 def set_cookie_pair(header: str) -> tuple[str, str]:
@@ -74,28 +78,18 @@ def stem(key: str) -> str:
     return singular(key) if _WORD.fullmatch(key.lower()) else ""
 
 
-class Offer(NamedTuple):
-    """A value a response hands out, with what is known about it."""
+def offer_context(path: str, kind: ExtractKind, source_key: str, key: str, located: bool) -> frozenset[str]:
+    """What an offer is about: the resource of the request it answered (``path``), the JSON keys
+    above it and its key's stem; for a Location part, the segment before it (``key``).
 
-    value: str
-    source: Source
-    key: str  # the name it stands under: JSON key, cookie, input, meta or header name, Location segment before it
-    path: str  # of the request it answered: what it was about
-    located: bool = False  # a part of a Location: the server chose it as where to go next
-
-    @property
-    def context(self) -> frozenset[str]:
-        """The things it is about: the request's resource, the JSON keys above it, its key's stem
-        (a Location part: the segment before it).
-
-        Only short values ask, so it is worked out on demand, not for every leaf of every answer.
-        """
-        about = _resource(self.path)
-        if self.source.kind == "json":
-            return _json_context(about, self.source.key)
-        if self.located and self.key and not any(c.isdigit() for c in self.key):
-            return about | {singular(self.key)}
-        return about
+    Only short values ask, so it is worked out on demand, not for every leaf of every answer.
+    """
+    about = _resource(path)
+    if kind == "json":
+        return _json_context(about, source_key)
+    if located and key and not any(c.isdigit() for c in key):
+        return about | {singular(key)}
+    return about
 
 
 class Field(NamedTuple):
@@ -183,45 +177,65 @@ Offered = tuple[str, ExtractKind, str, str, str, str, bool]
 CACHED_BODY = 4096  # longer answers are rarely repeated, and would crowd the cache
 
 
-def raw_offers(request: Request) -> Iterator[Offered]:
-    """Every value the response of ``request`` hands out at a structural place, body first, as plain
-    tuples: a detector that looks only for some values makes offers of those alone (``make_offer``)."""
+BodyPlace = str | tuple[ExtractKind, str]
+"""Where an answer's body has a value: a JSON path, or (``html_input`` or ``html_meta``, its name)."""
+Grouped = dict[str, list[BodyPlace]]
+"""An answer's body by value, each value's places in document order: a detector that looks only for
+some values takes those with one set intersection, and makes offers of those alone (most of what
+an answer says is never sent back)."""
+
+
+def body_offers(request: Request) -> Grouped:
+    """The values the body of the response to ``request`` hands out, and where (``offered`` makes
+    the offers of one value)."""
     response = request.response
-    if response is None:
-        return
-    body = response.body
-    # Body values first: a JSON path outlives the wording of a header.
-    if body is not None and body.encoding == "text" and not body.truncated:
-        ctype = body.content_type or ""
-        yield from (_body_offers(ctype, body.data) if len(body.data) <= CACHED_BODY else
-                    _body_offers.__wrapped__(ctype, body.data))
-    for name, header in response.headers:
-        yield from _header_offers(name, header)
+    body = response.body if response is not None else None
+    if body is None or body.encoding != "text" or body.truncated:
+        return _NO_OFFERS
+    ctype = body.content_type or ""
+    grouped = _body_offers if len(body.data) <= CACHED_BODY else _body_offers.__wrapped__
+    return grouped(ctype, body.data)
 
 
-def make_offer(found: Offered, step: int, path: str) -> Offer:
-    value, kind, source_key, key, prefix, suffix, located = found
-    return Offer(value, Source(step, kind, source_key, prefix, suffix), key, path, located)
+def offered(value: str, place: BodyPlace) -> Offered:
+    """The offer of ``value`` at one place of a body."""
+    if isinstance(place, str):
+        return value, "json", place, leaf_key(place), "", "", False
+    kind, name = place
+    return value, kind, name, name, "", "", False
+
+
+_NO_OFFERS: Grouped = {}
 
 
 @lru_cache(maxsize=4096)
-def _body_offers(content_type: str, data: str) -> tuple[Offered, ...]:
+def _body_offers(content_type: str, data: str) -> Grouped:
     ctype = content_type.lower()
+    groups: Grouped = {}
     if "json" in ctype:
         try:
             document = orjson.loads(data)
         except orjson.JSONDecodeError:
-            return ()
-        return tuple((value, "json", path, leaf_key(path), "", "", False) for path, value in json_leaves(document))
-    if "html" in ctype:
+            return _NO_OFFERS
+        for path, value in json_leaves(document):
+            places = groups.get(value)
+            if places is None:
+                groups[value] = [path]
+            else:
+                places.append(path)  # (a JSON path is there once: no two offers are the same)
+    elif "html" in ctype:
         parser = _FormValues()
         parser.feed(data)
-        return tuple((value, kind, name, name, "", "", False) for kind, name, value in parser.found)
-    return ()
+        for kind, name, value in parser.found:
+            places = groups.setdefault(value, [])
+            if (kind, name) not in places:  # two equal hidden inputs are one offer
+                places.append((kind, name))
+    return groups
 
 
-@lru_cache(maxsize=65536)
-def _header_offers(name: str, value: str) -> tuple[Offered, ...]:
+@lru_cache(maxsize=DISTINCT)
+def header_offers(name: str, value: str) -> tuple[Offered, ...]:
+    """What one response header hands out: a cookie, the parts of a Location, a header value."""
     lower = name.lower()
     if lower == "set-cookie":
         cookie, cookie_value = set_cookie_pair(value)
@@ -269,14 +283,14 @@ def _pairs(text: str, offset: int, place: Literal["path", "body"]) -> Iterator[F
         at += len(pair) + 1
 
 
-@lru_cache(maxsize=65536)
+@lru_cache(maxsize=DISTINCT)
 def _segment(segment: str) -> tuple[str, Encoding | None]:
     # The same segments ("api", "items") start most paths of a recording.
     decoded = unquote(segment)
     return decoded, _encoding(segment, decoded)
 
 
-@lru_cache(maxsize=65536)
+@lru_cache(maxsize=DISTINCT)
 def header_fields(name: str, value: str) -> tuple[Field, ...]:
     """The fields of one request header: a recording repeats most of its header pairs on every request."""
     if name.lower() in SKIPPED_REQUEST_HEADERS or name.startswith(":"):
@@ -340,5 +354,5 @@ def parts(value: str) -> Iterator[tuple[int, int]]:
 
 def forget() -> None:
     """Let go of what was worked out once per distinct header, path and body of a recording."""
-    for cached in (_body_offers, _header_offers, header_fields, _resource, _json_context):
+    for cached in (_body_offers, header_offers, header_fields, _resource, _json_context):
         cached.cache_clear()
