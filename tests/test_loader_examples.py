@@ -138,6 +138,18 @@ def test_a_bad_header_is_refused_in_every_file_that_sends_it(tmp_path: Path) -> 
         for name in ("s1.json", "s2.json")]
 
 
+def test_a_header_first_seen_in_an_answer_is_still_checked_when_a_request_sends_it(tmp_path: Path) -> None:
+    """Only a pair not seen before is checked, and what a server answered counts as seen by no request."""
+    document = base_session(0)
+    document["requests"][0]["response"]["headers"].append(["X-Echo", "a\x01b"])
+    document["requests"][1]["headers"].append(["X-Echo", "a\x01b"])
+    directory = _directory(tmp_path, document)
+    with pytest.raises(ReplayError) as info:
+        read_recordings(directory)
+    assert info.value.lines() == [f"{directory / 's0.json'}: field 'requests.1.headers.2': the header's value has a"
+                                  " line break or control character"]
+
+
 def _import(tmp_path: Path, entry: dict[str, Any]) -> tuple[int, str, Path]:
     import contextlib
 
