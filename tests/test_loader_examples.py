@@ -51,7 +51,7 @@ def test_sessions_with_and_without_a_time_zone_replay_together(tmp_path: Path) -
     aware["started_at"] = "2026-01-02T10:00:05+00:00"
     sessions = read_recordings(_directory(tmp_path, naive, aware)).sessions
     replays(sessions)  # was: TypeError, can't compare offset-naive and offset-aware datetimes
-    assert prepare_workload(Workload(Settings(host="http://127.0.0.1:9"), sessions))[1].start == 5.0
+    assert prepare_workload(Workload.of(Settings(host="http://127.0.0.1:9"), sessions))[1].start == 5.0
 
 
 @pytest.mark.parametrize(("text", "message"), [

@@ -85,10 +85,12 @@ def _probeable(request: Request, primary: str | None) -> bool:
             and unreplayable(request) is None and not carries_credentials(request))
 
 
-def probe_requests(sessions: Sequence[Session], limit: int = MAX_PROBES) -> list[tuple[str, str]]:
+def probe_requests(sessions: Sequence[Session], limit: int = MAX_PROBES, primary: str | None = None,
+                   ) -> list[tuple[str, str]]:
     """(method, path) of the first request of each session that needs no state (each once, at most
-    ``limit``: a health check, not a crawl of a thousand sessions); may be empty."""
-    primary = primary_host(list(sessions))
+    ``limit``: a health check, not a crawl of a thousand sessions); may be empty. ``primary``: the
+    sessions' primary host when it is known (else worked out of all of them)."""
+    primary = primary or primary_host(list(sessions))
     probes: dict[tuple[str, str], None] = {}
     for session in sessions:
         if len(probes) >= limit:
@@ -165,7 +167,8 @@ def _connect(host: str, timeout: float, why: str) -> Probe:
                  f"{' (TLS verified)' if tls else ''} in {latency:.0f} ms, {why}")
 
 
-def check_target(host: str, sessions: Sequence[Session] | None = None, timeout: float = 5.0) -> list[Probe]:
+def check_target(host: str, sessions: Sequence[Session] | None = None, timeout: float = 5.0,
+                 primary: str | None = None) -> list[Probe]:
     """Probe ``host``; raise ``TargetError`` on the first probe that fails.
 
     Without recordings, ``GET /``. With them, the requests of ``probe_requests``, or when
@@ -173,9 +176,10 @@ def check_target(host: str, sessions: Sequence[Session] | None = None, timeout: 
     """
     if not sessions:
         return _request(host, [("GET", "/")], timeout)
-    probes = probe_requests(sessions)
+    # The sessions are read in order, and only until there are probes enough (they may be decoded as they are read).
+    primary = primary or primary_host(list(sessions))
+    probes = probe_requests(sessions, primary=primary)
     if probes:
         return _request(host, probes, timeout)
-    primary = primary_host(list(sessions))
     any_get = any(r.method in PROBED_METHODS and host_key(r) == primary for s in sessions for r in s.requests)
     return [_connect(host, timeout, ALL_STATEFUL if any_get else NO_GET)]

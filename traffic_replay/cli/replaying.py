@@ -51,11 +51,12 @@ def _hand_over_inputs(settings: Settings, secrets: dict[str, str] | None = None)
     if settings.worker:
         return env
     host = _require_host(settings)
-    workload = read_workload(settings, {**os.environ, **(secrets or {})})
+    # Forked over two processes for a big recording: this process runs no gevent (it becomes Locust by exec).
+    workload = read_workload(settings, {**os.environ, **(secrets or {})}, fork=True)
     if settings.check:
         from traffic_replay.checks import check_target  # httpx is only worth importing for the check
 
-        for probe in check_target(host, workload.sessions, settings.check_timeout):
+        for probe in check_target(host, workload.recorded(), settings.check_timeout, workload.primary):
             err.print(f"target ok: {probe.describe()}", highlight=False)
     return {**env, **hand_over(Payload.of(workload))}
 
