@@ -11,9 +11,10 @@ same pass, and keeps the file's own bytes compressed (zlib level 1: ~20x for a r
 they are, and a process that replays them holds a twentieth of the recording's JSON until
 each session is prepared, instead of the decoded objects (~1.2 KiB per request).
 
-A recording large enough is read by two forked processes (``FORK_FROM_BYTES``), half the
-files each, as ``replay inspect`` analyses its sessions (``traffic_replay.fanout``): never
-from the replay process itself, whose gevent hub does not survive a fork.
+A recording large enough (``FORK_FROM_BYTES``) is read by two forked processes, its files
+shared out between them in runs of about as many bytes, as ``replay inspect`` analyses its
+sessions (``traffic_replay.fanout``): never from the replay process itself, whose gevent hub
+does not survive a fork.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from traffic_replay.naming import StatsNamer
 from traffic_replay.recorded import recorded_endpoints
 from traffic_replay.sharing import Shared
 
-__all__ = ["FORK_FROM_BYTES", "Look", "Packed", "Recorded", "Unpacker", "pack", "read_packed"]
+__all__ = ["FORK_FROM_BYTES", "Look", "Packed", "Packing", "Recorded", "Unpacker", "pack", "read_packed"]
 
 LEVEL = 1
 """zlib level: a recording repeats itself so much that level 1 still shrinks it ~20x, at half level 6's time."""
@@ -99,13 +100,16 @@ class Unpacker:
 
 class Recorded(Sequence[Session]):
     """Packed sessions seen as sessions, each decoded when it is taken and not kept: for what reads a few
-    (the preflight check) or all of them once (the recorded latency in the summary)."""
+    (the preflight check) or all of them once (the recorded latency in the summary).
 
-    __slots__ = ("_packed", "_unpack")
+    Each is decoded on its own (an ``Unpacker`` each): sharing across them would keep every
+    distinct header pair of the recording alive until the last one is read.
+    """
+
+    __slots__ = ("_packed",)
 
     def __init__(self, packed: Sequence[Packed]) -> None:
         self._packed = packed
-        self._unpack = Unpacker()
 
     def __len__(self) -> int:
         return len(self._packed)
@@ -117,10 +121,10 @@ class Recorded(Sequence[Session]):
     def __getitem__(self, index: int | slice) -> Session | Sequence[Session]:
         if isinstance(index, slice):
             return Recorded(self._packed[index])
-        return self._unpack(self._packed[index])
+        return Unpacker()(self._packed[index])
 
     def __iter__(self) -> Iterator[Session]:
-        return (self._unpack(p) for p in self._packed)
+        return (Unpacker()(p) for p in self._packed)
 
 
 @dataclass(frozen=True, slots=True)
