@@ -11,6 +11,7 @@ from test_loader_fuzz import base_session
 
 from replayer.prepared import starts
 from traffic_replay import packing
+from traffic_replay.checks import probe_hosts, probe_requests
 from traffic_replay.correlation.secrets import needed_secrets
 from traffic_replay.errors import RecordingError, RecordingsInvalid
 from traffic_replay.fanout import cores
@@ -33,6 +34,7 @@ def _recording(tmp_path: Path) -> Path:
     documents[4]["requests"][0]["port"] = "8000"
     documents[6]["requests"][1]["headers"].append(["X-Bad", "a\nb"])
     documents[7]["requests"] = []
+    documents[3]["requests"][1].update(path="/public", headers=[])  # what the preflight check may probe
     directory = tmp_path / "rec"
     directory.mkdir()
     for n, document in enumerate(documents):
@@ -67,6 +69,16 @@ def test_two_processes_find_what_one_finds_and_what_loading_finds(tmp_path: Path
     assert one.secrets == two.secrets == needed_secrets(loaded.sessions)
     assert len(two.secrets) == 5, "each good session sends the redacted password"
     assert one.endpoints == two.endpoints == recorded_endpoints(loaded.sessions, StatsNamer())
+
+
+def test_the_preflight_check_reads_again_only_the_sessions_it_may_probe(tmp_path: Path, forking: None) -> None:
+    directory = _recording(tmp_path)
+    found = read_packed(directory, Look(probe=probe_hosts), skip_bad=True, fork=True)
+    assert found.probing is not None and found.probing.any_get
+    assert [found.sessions[i].id for i in found.probing.candidates] == ["s3"]
+    candidates = Recorded([found.sessions[i] for i in found.probing.candidates])
+    loaded = read_recordings(directory, skip_bad=True).sessions
+    assert probe_requests(candidates, primary=found.primary) == probe_requests(loaded) == [("GET", "/public")]
 
 
 def test_bad_files_stop_the_read_with_every_one_named_as_loading_names_them(tmp_path: Path, forking: None) -> None:

@@ -77,6 +77,23 @@ def carries_credentials(request: Request) -> bool:
     return body is not None and body.encoding == "text" and _has_placeholder(body.data)
 
 
+def probe_hosts(session: Session) -> tuple[frozenset[str], frozenset[str]]:
+    """(the ``host:port``s ``session`` sends a GET or HEAD to, those of the requests that may be probed): the
+    cheap part of ``_probeable``, for a recording's read to tell which sessions need not be looked at again
+    once the primary host is known (``check_recorded``)."""
+    gets, maybe = set(), set()
+    credentials = _CREDENTIAL_HEADERS
+    for request in session.requests:
+        if request.method not in PROBED_METHODS:
+            continue
+        gets.add(key := host_key(request))
+        response = request.response
+        if (response is not None and 200 <= response.status < 400
+                and not any(name.lower() in credentials for name, _ in request.headers)):
+            maybe.add(key)
+    return frozenset(gets), frozenset(maybe)
+
+
 def _probeable(request: Request, primary: str | None) -> bool:
     """All but the correlation test: cheap, so that detection runs only where a candidate is left."""
     response = request.response
@@ -167,8 +184,7 @@ def _connect(host: str, timeout: float, why: str) -> Probe:
                  f"{' (TLS verified)' if tls else ''} in {latency:.0f} ms, {why}")
 
 
-def check_target(host: str, sessions: Sequence[Session] | None = None, timeout: float = 5.0,
-                 primary: str | None = None) -> list[Probe]:
+def check_target(host: str, sessions: Sequence[Session] | None = None, timeout: float = 5.0) -> list[Probe]:
     """Probe ``host``; raise ``TargetError`` on the first probe that fails.
 
     Without recordings, ``GET /``. With them, the requests of ``probe_requests``, or when
@@ -176,10 +192,20 @@ def check_target(host: str, sessions: Sequence[Session] | None = None, timeout: 
     """
     if not sessions:
         return _request(host, [("GET", "/")], timeout)
-    # The sessions are read in order, and only until there are probes enough (they may be decoded as they are read).
-    primary = primary or primary_host(list(sessions))
-    probes = probe_requests(sessions, primary=primary)
+    probes = probe_requests(sessions)
     if probes:
         return _request(host, probes, timeout)
+    primary = primary_host(list(sessions))
     any_get = any(r.method in PROBED_METHODS and host_key(r) == primary for s in sessions for r in s.requests)
+    return [_connect(host, timeout, ALL_STATEFUL if any_get else NO_GET)]
+
+
+def check_recorded(host: str, candidates: Sequence[Session], primary: str | None, any_get: bool,
+                   timeout: float = 5.0) -> list[Probe]:
+    """``check_target`` for a recording whose read worked out the rest: ``candidates``, in order, are the
+    sessions that may hold a probe (``probe_hosts`` names ``primary`` among their second: the others need not
+    be read again), ``any_get`` whether any request is a GET or HEAD to the primary host."""
+    probes = probe_requests(candidates, primary=primary)  # (the candidates are read only until it has enough)
+    if probes:
+        return _request(host, probes, timeout)
     return [_connect(host, timeout, ALL_STATEFUL if any_get else NO_GET)]

@@ -40,7 +40,7 @@ from traffic_replay.naming import StatsNamer
 from traffic_replay.recorded import recorded_endpoints
 from traffic_replay.sharing import Shared
 
-__all__ = ["FORK_FROM_BYTES", "Look", "Packed", "Packing", "Recorded", "Unpacker", "pack", "read_packed"]
+__all__ = ["FORK_FROM_BYTES", "Look", "Packed", "Packing", "Probing", "Recorded", "Unpacker", "pack", "read_packed"]
 
 LEVEL = 1
 """zlib level: a recording repeats itself so much that level 1 still shrinks it ~20x, at half level 6's time."""
@@ -137,6 +137,18 @@ class Look:
     """Recorded value -> ``--data`` column: a secret a column supplies is no missing one."""
     namer: StatsNamer | None = None
     """Set when a threshold names an endpoint: the recording's endpoints, named as the replay names them."""
+    probe: Callable[[Session], tuple[frozenset[str], frozenset[str]]] | None = None
+    """Set for a preflight check (``checks.probe_hosts``): which sessions it may find a probe in."""
+
+
+@dataclass(frozen=True, slots=True)
+class Probing:
+    """What the preflight check needs of a recording, worked out as it was read (``Look.probe``)."""
+
+    candidates: list[int]
+    """The sessions (by index) with a request to the primary host that may be probed, in order."""
+    any_get: bool
+    """Whether any request is a GET or HEAD to the primary host."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,11 +163,14 @@ class Packing:
     """What ``correlation.secrets.needed_secrets`` finds in the sessions, in their order."""
     endpoints: set[tuple[str, str]]
     """``recorded.recorded_endpoints`` of the sessions, when ``Look.namer`` asked for them."""
+    probing: Probing | None
+    """When ``Look.probe`` asked for it."""
 
 
 # What reading some of the files found (in a child, the bad files as (path, detail): an exception with
 # arguments of its own does not pickle). The host counts keep their first-seen order, which breaks a tie.
-_Part = tuple[list[_Read], list[tuple[str, str]], Counter[str], list[Secret], set[tuple[str, str]]]
+_Part = tuple[list[_Read], list[tuple[str, str]], Counter[str], list[Secret], set[tuple[str, str]], set[str],
+              list[frozenset[str]]]
 
 
 def _read_part(files: Sequence[Path], look: Look) -> _Part:
@@ -164,6 +179,8 @@ def _read_part(files: Sequence[Path], look: Look) -> _Part:
     hosts = Counter[str]()
     secrets: list[Secret] = []
     endpoints: set[tuple[str, str]] = set()
+    gets: set[str] = set()
+    maybe: list[frozenset[str]] = []
     shared = Shared()  # (here only to check each header pair once: what it holds goes with the session)
     with uncollected(freeze=False):
         for path in files:
@@ -176,9 +193,13 @@ def _read_part(files: Sequence[Path], look: Look) -> _Part:
             secrets += needed_secrets([session], look.correlate, look.rules, look.data_map)
             if look.namer is not None:
                 endpoints |= recorded_endpoints([session], look.namer)
+            if look.probe is not None:
+                got, probed = look.probe(session)
+                gets |= got
+                maybe.append(probed)
             packed.append((session.id, session.name, session.weight, session.started_at, len(session.requests),
                            zlib.compress(raw, LEVEL)))
-    return packed, bad, hosts, secrets, endpoints
+    return packed, bad, hosts, secrets, endpoints, gets, maybe
 
 
 _work: tuple[Callable[[Sequence[Path], Look], _Part], Look] | None = None
@@ -243,5 +264,11 @@ def read_packed(directory: Path, look: Look, skip_bad: bool = False, fork: bool 
     hosts = Counter[str]()
     for part in parts:
         hosts.update(part[2])
-    return Packing(_packed(read), skipped, hosts.most_common(1)[0][0] if hosts else None,
-                   [secret for part in parts for secret in part[3]], set().union(*(part[4] for part in parts)))
+    primary = hosts.most_common(1)[0][0] if hosts else None
+    probing = None
+    if look.probe is not None:
+        maybe = [hosts for part in parts for hosts in part[6]]
+        probing = Probing([i for i, probed in enumerate(maybe) if primary in probed],
+                          any(primary in part[5] for part in parts))
+    return Packing(_packed(read), skipped, primary, [secret for part in parts for secret in part[3]],
+                   set().union(*(part[4] for part in parts)), probing)

@@ -30,7 +30,7 @@ from traffic_replay.errors import ConfigError, PayloadError, ReplayError, Sessio
 from traffic_replay.format import Session
 from traffic_replay.hosts import primary_host
 from traffic_replay.naming import StatsNamer
-from traffic_replay.packing import Look, Packed, Recorded, pack, read_packed
+from traffic_replay.packing import Look, Packed, Probing, Recorded, pack, read_packed
 from traffic_replay.settings import Settings
 from traffic_replay.thresholds import unknown_selectors
 from traffic_replay.userdata import columns_by_recorded, load_rows
@@ -75,6 +75,8 @@ class Workload:
     skipped: list[SessionFileError] = field(default_factory=list)
     """The bad session files the master left out (``--skip-bad``), for its summary: the sessions above are the
     only ones a worker ever sees, so whatever a worker's own settings say, the master chose what runs."""
+    probing: Probing | None = None
+    """What the preflight check needs, where the recordings were read for one (``read_workload``); not carried."""
 
     @classmethod
     def of(cls, settings: Settings, sessions: Sequence[Session], rules: Sequence[Rule] = (),
@@ -150,14 +152,15 @@ class Payload:
             raise PayloadError(f"the master's payload cannot be read: {e}") from e
 
 
-def read_workload(settings: Settings, environ: Mapping[str, str] = os.environ, fork: bool = False) -> Workload:
+def read_workload(settings: Settings, environ: Mapping[str, str] = os.environ, fork: bool = False,
+                  check: bool = False) -> Workload:
     """Read every input of a replay, once; a bad one is a ``ReplayError`` naming its file.
 
     A secret the recordings send and nobody supplied is one too: better refused here, before
     anything is sent, than each session's first request failing for the whole run. What needs
     every session (the secrets they send, the endpoints a threshold names, the primary host) is
     worked out as each file is read (``read_packed``; ``fork``: over two processes for a big
-    recording, never from a process that runs gevent).
+    recording, never from a process that runs gevent), and with ``check`` what the preflight check needs.
     """
     rules: list[Rule] = []
     unreadable: ReplayError | None = None
@@ -166,8 +169,13 @@ def read_workload(settings: Settings, environ: Mapping[str, str] = os.environ, f
     except ReplayError as e:  # said after what is wrong with the recordings, as it always was
         unreadable = e
     selectors = any(t.selector is not None for t in settings.fail_on)
+    probe = None
+    if check:
+        from traffic_replay.checks import probe_hosts  # (httpx is only worth importing for the check)
+
+        probe = probe_hosts
     look = Look(settings.correlate, rules, columns_by_recorded(settings.data_map),
-                StatsNamer(settings.names, settings.name_pattern) if selectors else None)
+                StatsNamer(settings.names, settings.name_pattern) if selectors else None, probe)
     recordings = read_packed(settings.recordings, look, settings.skip_bad, fork)
     report_skipped(recordings.skipped)  # here, where they are read: once, whichever process reads them
     if unreadable is not None:
@@ -182,7 +190,8 @@ def read_workload(settings: Settings, environ: Mapping[str, str] = os.environ, f
         names = {s.name for s in recordings.sessions}
         if problems := unknown_selectors(settings.fail_on, recordings.endpoints, names):
             raise ConfigError(problems[0])
-    return Workload(settings, recordings.sessions, recordings.primary, rules, rows, secrets, recordings.skipped)
+    return Workload(settings, recordings.sessions, recordings.primary, rules, rows, secrets, recordings.skipped,
+                    recordings.probing)
 
 
 PAYLOAD_FD_ENV = "REPLAY_PAYLOAD_FD"
