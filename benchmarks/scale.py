@@ -1,6 +1,7 @@
 """How inspect and replay grow with the size of a recording: 10,000, 100,000 and 1,000,000 requests.
 
     .venv/bin/python benchmarks/scale.py [--sizes 10000,100000,1000000] [--shapes one,many] [--skip-run]
+        [--skip-inspect]
 
 For each size, two shapes of the same generated traffic (a JSON API: a login that hands out
 a bearer token, catalogue pages whose items each user opens, carts created by POST and read
@@ -220,6 +221,7 @@ def main() -> int:
     parser.add_argument("--shapes", default="one,many")
     parser.add_argument("--timeout", type=float, default=300.0)
     parser.add_argument("--skip-run", action="store_true")
+    parser.add_argument("--skip-inspect", action="store_true", help="only the replay's figures (and the recording's)")
     opts = parser.parse_args()
     print("| shape | requests | MiB on disk | B/request (indented before) | bodies MiB | inspect s | inspect MiB "
           "| --json s | --json MiB | first request s | RSS MiB then | all prepared s | RSS MiB then |")
@@ -229,9 +231,10 @@ def main() -> int:
             with tempfile.TemporaryDirectory(prefix="scale-") as tmp:
                 directory = Path(tmp)
                 written, indented, bodies = _written_apart(directory, size, size if shape == "one" else 100)
-                inspect = measured([REPLAY, "inspect", tmp], opts.timeout)
-                as_json = measured([REPLAY, "inspect", "--json", tmp], opts.timeout)
                 nan = float("nan")
+                skipped = (nan, nan, 0)
+                inspect = skipped if opts.skip_inspect else measured([REPLAY, "inspect", tmp], opts.timeout)
+                as_json = skipped if opts.skip_inspect else measured([REPLAY, "inspect", "--json", tmp], opts.timeout)
                 first, rss, ready, rss_ready = ((nan, None, nan, None) if opts.skip_run
                                                 else first_request(directory, size, opts.timeout))
                 print(f"| {shape} | {size:,} | {written / 2**20:.0f} | {written / size:.0f} ({indented / size:.0f}) "

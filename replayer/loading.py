@@ -21,13 +21,14 @@ from typing import overload
 import gevent
 from gevent.event import Event
 
-from replayer.prepared import PreparedSession, prepare_session, starts
+from replayer.prepared import PreparedSession, prepare_session
 from replayer.runlog import RunLog
 from traffic_replay.correlation import forget_recording
 from traffic_replay.errors import ConfigError
-from traffic_replay.format import Session, uncollected
-from traffic_replay.hosts import HostMap, primary_host
+from traffic_replay.format import uncollected
+from traffic_replay.hosts import HostMap
 from traffic_replay.naming import StatsNamer
+from traffic_replay.packing import Packed, Unpacker
 from traffic_replay.payload import Workload
 from traffic_replay.settings import Settings
 from traffic_replay.userdata import columns_by_recorded
@@ -45,16 +46,20 @@ every user of the process still (a tenth of a second or more) in the middle of t
 
 
 class PreparedSessions(Sequence[PreparedSession]):
-    """The sessions a process replays, in order, each prepared the first time it is taken."""
+    """The sessions a process replays, in order, each prepared (and decoded) the first time it is taken.
+
+    Until then a session is its packed form (``traffic_replay.packing``): its head, which says
+    all that the users need before (its weight, its start), and its compressed JSON.
+    """
 
     __slots__ = ("_recorded", "_prepared", "_prepare", "starts", "cum_weights")
 
-    def __init__(self, sessions: list[Session], prepare: Callable[[Session], PreparedSession]) -> None:
+    def __init__(self, sessions: list[Packed], prepare: Callable[[Packed], PreparedSession]) -> None:
         recorded = [s for s in sessions if s.requests]
-        self.starts = starts(recorded)
+        self.starts = tuple(s.start for s in recorded)
         """Each session's start after the first began, known before any is prepared (the timeline's schedule)."""
         self.cum_weights = tuple(accumulate(s.weight for s in recorded))
-        self._recorded: list[Session | None] = list(recorded)  # None once prepared: the recording is let go
+        self._recorded: list[Packed | None] = list(recorded)  # None once prepared: the recording is let go
         self._prepared: list[PreparedSession | None] = [None] * len(recorded)
         self._prepare = prepare
 
@@ -95,7 +100,7 @@ class PreparedSessions(Sequence[PreparedSession]):
         """Prepare every session of at least ``big_from`` requests (all of them by default), calling
         ``between`` after each: a worker yields there, so that its heartbeats go on."""
         for i, recorded in enumerate(self._recorded):
-            if recorded is not None and len(recorded.requests) >= big_from:
+            if recorded is not None and recorded.requests >= big_from:
                 self._prepare_at(i)
                 between()
         if not self.pending:
@@ -135,7 +140,7 @@ class Replay:
     def load(self, workload: Workload, host: str | None = None) -> None:
         """Take the workload's sessions (with its settings, which replace this process's) and say ready."""
         sessions = prepared_sessions(workload, host)
-        if sum(len(s.requests) for s in workload.sessions) <= EAGER_UP_TO_REQUESTS:
+        if sum(s.requests for s in workload.sessions) <= EAGER_UP_TO_REQUESTS:
             sessions.prepare_now(between=gevent.idle)
         else:
             sessions.prepare_now(EAGER_FROM_REQUESTS, between=gevent.idle)
@@ -159,14 +164,15 @@ def prepared_sessions(workload: Workload, host: str | None = None) -> PreparedSe
     target = host or settings.host
     if not target:
         raise ConfigError("no target: pass --host URL (or set REPLAY_HOST or BASE_URL)")
-    hosts = HostMap(target.rstrip("/"), primary_host(workload.sessions), settings.map_host)
+    hosts = HostMap(target.rstrip("/"), workload.primary, settings.map_host)
     namer = StatsNamer(settings.names, settings.name_pattern)
     data_map = columns_by_recorded(settings.data_map)
     # Not the workload itself: it holds every recorded session, which must go once prepared.
     speed, correlate, rules, secrets = settings.speed, settings.correlate, workload.rules, workload.secrets
+    unpack = Unpacker()  # one for the process's sessions: what repeats across them is held once
 
-    def prepare(session: Session) -> PreparedSession:
-        return prepare_session(session, speed, hosts, correlate, rules, data_map, environ=secrets, namer=namer)
+    def prepare(packed: Packed) -> PreparedSession:
+        return prepare_session(unpack(packed), speed, hosts, correlate, rules, data_map, environ=secrets, namer=namer)
     return PreparedSessions(workload.sessions, prepare)
 
 

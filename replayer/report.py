@@ -110,7 +110,7 @@ def with_recorded(summary: Summary, recorded: Mapping[tuple[str, str], RecordedL
 def recorded_of(workload: Workload) -> dict[tuple[str, str], RecordedLatency]:
     """The recording's latency per endpoint, named as the replay named its requests."""
     settings = workload.settings
-    return recorded_latency(workload.sessions, StatsNamer(settings.names, settings.name_pattern))
+    return recorded_latency(workload.recorded(), StatsNamer(settings.names, settings.name_pattern))
 
 
 def report(environment: Environment, log: RunLog, settings: Settings, payload: Payload,

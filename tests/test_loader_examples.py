@@ -51,7 +51,7 @@ def test_sessions_with_and_without_a_time_zone_replay_together(tmp_path: Path) -
     aware["started_at"] = "2026-01-02T10:00:05+00:00"
     sessions = read_recordings(_directory(tmp_path, naive, aware)).sessions
     replays(sessions)  # was: TypeError, can't compare offset-naive and offset-aware datetimes
-    assert prepare_workload(Workload(Settings(host="http://127.0.0.1:9"), sessions))[1].start == 5.0
+    assert prepare_workload(Workload.of(Settings(host="http://127.0.0.1:9"), sessions))[1].start == 5.0
 
 
 @pytest.mark.parametrize(("text", "message"), [
@@ -136,6 +136,18 @@ def test_a_bad_header_is_refused_in_every_file_that_sends_it(tmp_path: Path) -> 
     assert [str(e) for e in recordings.skipped] == [
         f"{directory / name}: field 'requests.0.headers.2': the header's value has a line break or control character"
         for name in ("s1.json", "s2.json")]
+
+
+def test_a_header_first_seen_in_an_answer_is_still_checked_when_a_request_sends_it(tmp_path: Path) -> None:
+    """Only a pair not seen before is checked, and what a server answered counts as seen by no request."""
+    document = base_session(0)
+    document["requests"][0]["response"]["headers"].append(["X-Echo", "a\x01b"])
+    document["requests"][1]["headers"].append(["X-Echo", "a\x01b"])
+    directory = _directory(tmp_path, document)
+    with pytest.raises(ReplayError) as info:
+        read_recordings(directory)
+    assert info.value.lines() == [f"{directory / 's0.json'}: field 'requests.1.headers.2': the header's value has a"
+                                  " line break or control character"]
 
 
 def _import(tmp_path: Path, entry: dict[str, Any]) -> tuple[int, str, Path]:

@@ -178,9 +178,9 @@ def replays(sessions: list[Session], rules: list[Rule] | None = None, rows: list
     back, the preparation of every session, the dry run's table, ``replay inspect``."""
     settings = Settings(recordings=Path("rec"), host="http://127.0.0.1:9",
                         data_map=[parse_data_column(m) for m in data_map or []])
-    workload = Workload(settings, sessions, rules or [], rows or [], {"REPLAY_SECRET_0A1B2C3D": "hunter2"})
-    received = Payload.of(workload).open()  # what a worker decodes: all of it, or a PayloadError
-    assert received.sessions == sessions and received.rows == workload.rows
+    workload = Workload.of(settings, sessions, rules or [], rows or [], {"REPLAY_SECRET_0A1B2C3D": "hunter2"})
+    received = Payload.of(workload).open()  # what a worker receives: all of it, or a PayloadError
+    assert list(received.recorded()) == sessions and received.rows == workload.rows
     prepared = prepare_workload(received)
     render_plan(prepared, "http://127.0.0.1:9", Console(file=io.StringIO(), width=160))
     render_inspection(inspect_sessions(sessions, rules), Console(file=io.StringIO(), width=160), everything=True)

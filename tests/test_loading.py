@@ -15,6 +15,7 @@ from replayer import loading
 from replayer.loading import PreparedSessions, Replay, prepared_sessions
 from replayer.prepared import PreparedSession, prepare_session
 from traffic_replay.format import Session
+from traffic_replay.packing import Packed, Unpacker, pack
 from traffic_replay.payload import Workload
 from traffic_replay.settings import Settings
 
@@ -34,11 +35,12 @@ def _session(n: int, requests: int, late_s: float = 0.0) -> Session:
 def _counting() -> tuple[list[str], PreparedSessions, list[Session]]:
     prepared: list[str] = []
     recorded = [_session(0, 3), make_session([], id="empty"), _session(1, 5, late_s=2.5), _session(2, 2, late_s=1.0)]
+    unpack = Unpacker()
 
-    def prepare(session: Session) -> PreparedSession:
-        prepared.append(session.id)
-        return prepare_session(session, 1.0)
-    return prepared, PreparedSessions(recorded, prepare), recorded
+    def prepare(packed: Packed) -> PreparedSession:
+        prepared.append(packed.id)
+        return prepare_session(unpack(packed), 1.0)
+    return prepared, PreparedSessions(pack(recorded), prepare), recorded
 
 
 def test_a_session_is_prepared_the_first_time_it_is_taken_and_only_then() -> None:
@@ -65,7 +67,7 @@ def test_big_sessions_first_then_the_rest_between_yields() -> None:
 
 
 def _workload(sessions: list[Session]) -> Workload:
-    return Workload(Settings(recordings=Path("rec"), host="http://127.0.0.1:9"), sessions)
+    return Workload.of(Settings(recordings=Path("rec"), host="http://127.0.0.1:9"), sessions)
 
 
 def test_a_small_recording_is_ready_whole_before_the_run() -> None:
@@ -89,22 +91,22 @@ def test_a_large_recording_starts_with_its_big_sessions_and_prepares_the_rest_wh
 
 
 def test_prepared_sessions_need_a_target() -> None:
-    workload = Workload(Settings(recordings=Path("rec")), [_session(0, 2)])
+    workload = Workload.of(Settings(recordings=Path("rec")), [_session(0, 2)])
     with pytest.raises(Exception, match="no target"):
         prepared_sessions(workload)
 
 
-class _Watched(Session, weakref=True, gc=True):
-    """A session that a weak reference can watch go."""
+class _Watched(Packed, weakref=True, gc=True):
+    """A packed session that a weak reference can watch go."""
 
 
 def test_a_recorded_session_is_let_go_once_it_is_prepared(monkeypatch: pytest.MonkeyPatch) -> None:
-    """What the replay keeps is the prepared form; the decoded recording as well would double its memory."""
+    """What the replay keeps is the prepared form; the recording as well would add to its memory."""
     monkeypatch.setattr(loading, "EAGER_UP_TO_REQUESTS", 0)
     replay = Replay(Settings(recordings=Path("rec")))
-    recorded = [_Watched(**msgspec.structs.asdict(_session(n, 3))) for n in range(4)]
+    recorded = [_Watched(*msgspec.structs.astuple(p)) for p in pack([_session(n, 3) for n in range(4)])]
     watched = [weakref.ref(s) for s in recorded]
-    replay.load(_workload(list(recorded)))
+    replay.load(Workload(Settings(recordings=Path("rec"), host="http://127.0.0.1:9"), list(recorded), "127.0.0.1:8000"))
     del recorded
     sessions = replay.sessions
     assert isinstance(sessions, PreparedSessions)

@@ -77,6 +77,23 @@ def carries_credentials(request: Request) -> bool:
     return body is not None and body.encoding == "text" and _has_placeholder(body.data)
 
 
+def probe_hosts(session: Session) -> tuple[frozenset[str], frozenset[str]]:
+    """(the ``host:port``s ``session`` sends a GET or HEAD to, those of the requests that may be probed): the
+    cheap part of ``_probeable``, for a recording's read to tell which sessions need not be looked at again
+    once the primary host is known (``check_recorded``)."""
+    gets, maybe = set(), set()
+    credentials = _CREDENTIAL_HEADERS
+    for request in session.requests:
+        if request.method not in PROBED_METHODS:
+            continue
+        gets.add(key := host_key(request))
+        response = request.response
+        if (response is not None and 200 <= response.status < 400
+                and not any(name.lower() in credentials for name, _ in request.headers)):
+            maybe.add(key)
+    return frozenset(gets), frozenset(maybe)
+
+
 def _probeable(request: Request, primary: str | None) -> bool:
     """All but the correlation test: cheap, so that detection runs only where a candidate is left."""
     response = request.response
@@ -85,10 +102,12 @@ def _probeable(request: Request, primary: str | None) -> bool:
             and unreplayable(request) is None and not carries_credentials(request))
 
 
-def probe_requests(sessions: Sequence[Session], limit: int = MAX_PROBES) -> list[tuple[str, str]]:
+def probe_requests(sessions: Sequence[Session], limit: int = MAX_PROBES, primary: str | None = None,
+                   ) -> list[tuple[str, str]]:
     """(method, path) of the first request of each session that needs no state (each once, at most
-    ``limit``: a health check, not a crawl of a thousand sessions); may be empty."""
-    primary = primary_host(list(sessions))
+    ``limit``: a health check, not a crawl of a thousand sessions); may be empty. ``primary``: the
+    sessions' primary host when it is known (else worked out of all of them)."""
+    primary = primary or primary_host(list(sessions))
     probes: dict[tuple[str, str], None] = {}
     for session in sessions:
         if len(probes) >= limit:
@@ -178,4 +197,15 @@ def check_target(host: str, sessions: Sequence[Session] | None = None, timeout: 
         return _request(host, probes, timeout)
     primary = primary_host(list(sessions))
     any_get = any(r.method in PROBED_METHODS and host_key(r) == primary for s in sessions for r in s.requests)
+    return [_connect(host, timeout, ALL_STATEFUL if any_get else NO_GET)]
+
+
+def check_recorded(host: str, candidates: Sequence[Session], primary: str | None, any_get: bool,
+                   timeout: float = 5.0) -> list[Probe]:
+    """``check_target`` for a recording whose read worked out the rest: ``candidates``, in order, are the
+    sessions that may hold a probe (``probe_hosts`` names ``primary`` among their second: the others need not
+    be read again), ``any_get`` whether any request is a GET or HEAD to the primary host."""
+    probes = probe_requests(candidates, primary=primary)  # (the candidates are read only until it has enough)
+    if probes:
+        return _request(host, probes, timeout)
     return [_connect(host, timeout, ALL_STATEFUL if any_get else NO_GET)]

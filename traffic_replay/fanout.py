@@ -32,7 +32,8 @@ def _one(index: int) -> object:
     return function(sessions[index])
 
 
-def _cores() -> int:
+def cores() -> int:
+    """The cores this process may run on."""
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
@@ -45,16 +46,16 @@ def map_sessions(function: Callable[[Session], T], sessions: Sequence[Session]) 
     ``function`` must be a module-level function (or a ``functools.partial`` of one) whose
     result pickles; an exception it raises is raised here as it would be in one process.
     """
-    cores = min(_cores(), len(sessions))
-    if cores < 2 or sum(len(s.requests) for s in sessions) < FORK_FROM:
+    processes = min(cores(), len(sessions))
+    if processes < 2 or sum(len(s.requests) for s in sessions) < FORK_FROM:
         return [function(s) for s in sessions]
     global _work
     _work = (function, sessions)
     try:
         # Small chunks in order: sessions differ in length, and one long one must not hold up a chunk.
-        with multiprocessing.get_context("fork").Pool(cores) as pool:
+        with multiprocessing.get_context("fork").Pool(processes) as pool:
             done: list[T] = pool.map(_one, range(len(sessions)),  # type: ignore[arg-type]
-                                     chunksize=max(1, len(sessions) // (cores * 16)))
+                                     chunksize=max(1, len(sessions) // (processes * 16)))
             return done
     finally:
         _work = None

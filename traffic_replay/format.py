@@ -21,7 +21,7 @@ import gc
 import os
 import re
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
@@ -270,22 +270,32 @@ def _wrong_version(raw: bytes) -> str | None:
                                                    f" a format this traffic-replay reads (it reads {FORMAT_VERSION})")
 
 
-def load_session(path: Path, shared: Shared | None = None) -> Session:
-    """Read and validate one session file; raise ``SessionFileError`` naming the field at fault."""
+def decode_session(raw: bytes, shared: Shared) -> Session:
+    """A session file's bytes, validated and holding what repeats once (``shared``); a ``msgspec.MsgspecError``
+    if they are not a valid session, a ``ValueError`` naming the field if ``Shared`` refuses it."""
+    if (session := _by_line(raw, shared)) is not None:
+        return session
+    session = _DECODER.decode(raw)
+    for n, request in enumerate(session.requests):
+        shared.request(request, n)
+    return session
+
+
+def read_session(path: Path, shared: Shared | None = None) -> tuple[Session, bytes]:
+    """Read and validate one session file: the session and the file's bytes; ``SessionFileError`` naming the
+    field at fault."""
     raw = _read(path)
-    shared = shared or Shared()
     try:
-        if (session := _by_line(raw, shared)) is not None:
-            return session
-        try:
-            session = _DECODER.decode(raw)
-        except msgspec.MsgspecError as e:
-            raise SessionFileError(path, _wrong_version(raw) or describe_error(e)) from e
-        for n, request in enumerate(session.requests):
-            shared.request(request, n)
+        return decode_session(raw, shared or Shared()), raw
+    except msgspec.MsgspecError as e:
+        raise SessionFileError(path, _wrong_version(raw) or describe_error(e)) from e
     except ValueError as e:  # what Shared refuses
         raise SessionFileError(path, str(e)) from e
-    return session
+
+
+def load_session(path: Path, shared: Shared | None = None) -> Session:
+    """Read and validate one session file; raise ``SessionFileError`` naming the field at fault."""
+    return read_session(path, shared)[0]
 
 
 def session_files(directory: Path) -> list[Path]:
@@ -334,22 +344,6 @@ def read_recordings(directory: Path, skip_bad: bool = False) -> Recordings:
 def load_recordings(directory: Path) -> list[Session]:
     """Every session of ``directory``; all invalid files are reported together (``RecordingsInvalid``)."""
     return read_recordings(directory).sessions
-
-
-def decode_sessions(documents: Iterable[bytes | msgspec.Raw]) -> list[Session]:
-    """Sessions from their JSON, one document each (as a payload carries them), validated as a
-    session file is and holding what repeats once, as ``load_recordings`` makes them; a
-    ``msgspec.MsgspecError`` if one is not valid. One at a time: a million requests never
-    exist twice, decoded and shared."""
-    one = Shared()
-    sessions: list[Session] = []
-    with uncollected():
-        for document in documents:
-            session = _DECODER.decode(document)
-            for n, request in enumerate(session.requests):
-                one.request(request, n)
-            sessions.append(session)
-    return sessions
 
 
 @contextmanager

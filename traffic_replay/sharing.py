@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import binascii
 import re
+from itertools import islice
 from typing import TYPE_CHECKING
 
 import msgspec
@@ -24,10 +25,13 @@ class Shared:
     shared, a loaded recording holds little more than its JSON.
     """
 
-    __slots__ = ("pairs", "strings")
+    __slots__ = ("pairs", "answered", "strings")
 
     def __init__(self) -> None:
         self.pairs: dict[Header, Header] = {}
+        """Request header pairs, each checked once as it is added (``_check_headers``)."""
+        self.answered: dict[Header, Header] = {}
+        """Response header pairs not sent in any request (never checked: nobody sends them)."""
         self.strings: dict[str, str] = {}
 
     def request(self, request: Request, index: int) -> Request:
@@ -43,8 +47,8 @@ class Shared:
         pairs, strings, put = self.pairs.setdefault, self.strings.setdefault, msgspec.structs.force_setattr
         known = len(self.pairs)
         request.headers[:] = [pairs(h, h) for h in request.headers]
-        if len(self.pairs) != known:  # a pair not seen before
-            self._check_headers(request.headers, index)
+        if added := len(self.pairs) - known:  # pairs not seen before: the dict's last keys, in insertion order
+            self._check_headers(request.headers, index, set(islice(reversed(self.pairs), added)))
         response = request.response
         for where, body in (("body", request.body), ("response.body", response.body if response else None)):
             if body is not None and body.encoding == "base64":
@@ -61,18 +65,21 @@ class Shared:
         if request.body is not None and request.body.content_type is not None:
             put(request.body, "content_type", strings(request.body.content_type, request.body.content_type))
         if response is not None:
-            response.headers[:] = [pairs(h, h) for h in response.headers]
+            sent, answered = self.pairs.get, self.answered.setdefault
+            response.headers[:] = [sent(h) or answered(h, h) for h in response.headers]
             put(response, "reason", strings(response.reason, response.reason))
             if response.body is not None and response.body.content_type is not None:
                 put(response.body, "content_type", strings(response.body.content_type, response.body.content_type))
         return request
 
-    def _check_headers(self, headers: list[Header], index: int) -> None:
-        for n, (name, value) in enumerate(headers):
-            if (what := unsendable_header(name, value)) is None:
+    def _check_headers(self, headers: list[Header], index: int, fresh: set[Header]) -> None:
+        # Only the pairs new here: a request id unique to each request must not make every request's
+        # other headers checked again (a bad pair is never kept, so it is always new where it is sent).
+        for n, pair in enumerate(headers):
+            if pair not in fresh or (what := unsendable_header(*pair)) is None:
                 continue
-            for pair in headers:  # none of them counts as seen: another file may send them too
-                self.pairs.pop(pair, None)
+            for new in fresh:  # none of them counts as checked: another file may send them too
+                self.pairs.pop(new, None)
             raise ValueError(f"field 'requests.{index}.headers.{n}': the header's {what}")
 
 

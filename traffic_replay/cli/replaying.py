@@ -15,6 +15,7 @@ from traffic_replay.cli.app import app, err, module_file, out
 from traffic_replay.errors import ConfigError, TargetError
 from traffic_replay.format import load_recordings
 from traffic_replay.listening import check_free, open_door
+from traffic_replay.packing import Recorded
 from traffic_replay.payload import PAYLOAD_FD_ENV, Payload, hand_over, read_workload
 from traffic_replay.redacted import DEMO_SECRETS, read_env_file
 from traffic_replay.settings import Settings, web_password
@@ -51,11 +52,15 @@ def _hand_over_inputs(settings: Settings, secrets: dict[str, str] | None = None)
     if settings.worker:
         return env
     host = _require_host(settings)
-    workload = read_workload(settings, {**os.environ, **(secrets or {})})
-    if settings.check:
-        from traffic_replay.checks import check_target  # httpx is only worth importing for the check
+    # Forked over two processes for a big recording: this process runs no gevent (it becomes Locust by exec).
+    workload = read_workload(settings, {**os.environ, **(secrets or {})}, fork=True, check=settings.check)
+    if workload.probing is not None:
+        from traffic_replay.checks import check_recorded
 
-        for probe in check_target(host, workload.sessions, settings.check_timeout):
+        # Only the sessions that may hold a probe are decoded again, and only until there are probes enough.
+        candidates = Recorded([workload.sessions[i] for i in workload.probing.candidates])
+        for probe in check_recorded(host, candidates, workload.primary, workload.probing.any_get,
+                                    settings.check_timeout):
             err.print(f"target ok: {probe.describe()}", highlight=False)
     return {**env, **hand_over(Payload.of(workload))}
 
