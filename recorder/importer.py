@@ -230,8 +230,9 @@ def _flows(fh: BinaryIO, path: Path, report: Imported) -> Iterator[Any]:
             return
         except exceptions.FlowReadException as e:
             problem = str(e)
-        except (ValueError, LookupError, TypeError, AttributeError):
-            # mitmproxy's reader trusts what a tnetstring says it holds: a file that only looks like one.
+        except (ValueError, LookupError, TypeError, AttributeError, AssertionError):
+            # mitmproxy's reader trusts what a tnetstring says it holds (and asserts that a flow's state has no
+            # field it does not know): a file that only looks like one.
             # What broke inside it ("'bytes' object has no attribute 'get'") would tell the user nothing.
             problem = "what it holds is not a flow"
         else:

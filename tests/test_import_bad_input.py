@@ -361,6 +361,27 @@ def test_a_session_that_cannot_be_written_is_one_line_and_a_failed_import(tmp_pa
     assert not (tmp_path / "rec" / ".journal").exists() or not any((tmp_path / "rec" / ".journal").iterdir())
 
 
+def test_a_flow_with_a_field_mitmproxy_does_not_know_ends_the_file_there_in_one_line(tmp_path: Path) -> None:
+    # What hypothesis found: a changed byte that gives a flow's state a key of its own; mitmproxy's
+    # reader asserts there is none (an AssertionError, not one of its own exceptions).
+    from mitmproxy.io import tnetstring
+
+    good = flow_file(tmp_path / "good.mitm", 3)
+    with good.open("rb") as fh:
+        flows = list(flowio.FlowReader(fh).stream())
+    bad = tmp_path / "bad.mitm"
+    with bad.open("wb") as fh:
+        for n, flow in enumerate(flows):
+            state = flow.get_state()
+            if n == 2:
+                state["flip"] = b"\x00"
+            tnetstring.dump(state, fh)
+    code, err, _ = run(bad, "-o", tmp_path / "rec")
+    assert code == 2 and "Traceback" not in "\n".join(err), err
+    assert err[-1] == f"error: {bad}: truncated or damaged after flow 2: what it holds is not a flow", err
+    assert [r.path for s in load_recordings(tmp_path / "rec") for r in s.requests] == ["/items/0", "/items/1"]
+
+
 def test_a_flow_a_session_could_not_hold_is_named_and_the_others_are_imported(tmp_path: Path) -> None:
     # What hypothesis found in a flow file with one byte changed: a scheme of "\x00ttp", text
     # that is not UTF-8. Each is an invalid flow, named; the file goes on. A path that is not
