@@ -9,9 +9,8 @@ from locust.env import Environment
 from locust.stats import StatsEntry
 
 from replayer.runlog import RunLog, percentile
-from traffic_replay.naming import StatsNamer
-from traffic_replay.payload import Payload, Workload
-from traffic_replay.recorded import RecordedLatency, recorded_latency
+from traffic_replay.payload import Payload
+from traffic_replay.recorded import RecordedLatency
 from traffic_replay.settings import Settings
 from traffic_replay.summary import (
     Divergence,
@@ -107,12 +106,6 @@ def with_recorded(summary: Summary, recorded: Mapping[tuple[str, str], RecordedL
     return summary.model_copy(update={"endpoints": [row(e) for e in summary.endpoints], "total": row(summary.total)})
 
 
-def recorded_of(workload: Workload) -> dict[tuple[str, str], RecordedLatency]:
-    """The recording's latency per endpoint, named as the replay named its requests."""
-    settings = workload.settings
-    return recorded_latency(workload.recorded(), StatsNamer(settings.names, settings.name_pattern))
-
-
 def report(environment: Environment, log: RunLog, settings: Settings, payload: Payload,
            workers: WorkerStats | None, history: list[Sample]) -> None:
     """At the end of the run: the summary printed (instead of Locust's own end tables), the thresholds
@@ -120,7 +113,7 @@ def report(environment: Environment, log: RunLog, settings: Settings, payload: P
     from rich.console import Console
 
     workload = payload.open()
-    summary = with_recorded(build_summary(environment, log, workers), recorded_of(workload)).model_copy(
+    summary = with_recorded(build_summary(environment, log, workers), workload.latency).model_copy(
         update={"skipped_files": [SkippedFile(path=str(e.path), problem=e.detail) for e in workload.skipped]})
     summary = summary.model_copy(update={"history": history, "thresholds": judge_all(settings.fail_on, summary)})
     console = Console(width=140)

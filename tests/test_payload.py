@@ -9,9 +9,12 @@ from pathlib import Path
 import msgspec
 import pytest
 
+from traffic_replay import packing
 from traffic_replay.errors import ConfigError, PayloadError, RecordingError
 from traffic_replay.format import load_recordings, write_session
+from traffic_replay.naming import StatsNamer
 from traffic_replay.payload import Payload, hand_over, read_workload, take_over
+from traffic_replay.recorded import TOTAL, recorded_latency
 from traffic_replay.settings import Settings
 
 from factories import make_request, make_session
@@ -83,3 +86,22 @@ def test_the_payload_is_handed_over_through_an_inherited_memory_file(tmp_path: P
     with pytest.raises(OSError):
         os.fstat(fd)  # read once, and closed
     assert take_over({}) is None
+
+
+@pytest.mark.parametrize("forked", [False, True])
+def test_the_recorded_latency_is_read_once_with_the_files_and_travels(tmp_path: Path, forked: bool,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    # The end of a run puts it beside the replayed figures; it used to decode every session again for it.
+    recordings = tmp_path / "rec"
+    recordings.mkdir()
+    for n in range(6):
+        write_session(make_session([make_request(f"/items/{n + 1}", duration_ms=10.0 * (n + 1)),
+                                    make_request("/cart", method="POST", duration_ms=3.0 + n)], id=f"s{n}"), recordings)
+    monkeypatch.setattr(packing, "FORK_FROM_BYTES", 0)
+    settings = Settings.build(recordings=recordings, host="http://127.0.0.1:9", speed=0)
+    workload = read_workload(settings, {}, fork=forked)
+    assert workload.latency == recorded_latency(load_recordings(recordings), StatsNamer())
+    assert workload.latency[("GET", "/items/{id}")] == (6, 30.0, 60.0)
+    assert workload.latency[("POST", "/cart")] == (6, 5.0, 8.0)
+    assert workload.latency[TOTAL].requests == 12
+    assert Payload.of(workload).open().latency == workload.latency

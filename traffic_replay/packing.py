@@ -37,7 +37,7 @@ from traffic_replay.fanout import cores
 from traffic_replay.format import Session, decode_session, dump_session, read_session, session_files, uncollected
 from traffic_replay.hosts import host_key
 from traffic_replay.naming import StatsNamer
-from traffic_replay.recorded import recorded_endpoints
+from traffic_replay.recorded import Durations, add_durations, recorded_endpoints
 from traffic_replay.sharing import Shared
 
 __all__ = ["FORK_FROM_BYTES", "Look", "Packed", "Packing", "Probing", "Recorded", "Unpacker", "pack", "read_packed"]
@@ -139,6 +139,8 @@ class Look:
     """Set when a threshold names an endpoint: the recording's endpoints, named as the replay names them."""
     probe: Callable[[Session], tuple[frozenset[str], frozenset[str]]] | None = None
     """Set for a preflight check (``checks.probe_hosts``): which sessions it may find a probe in."""
+    timed: StatsNamer | None = None
+    """Set to collect each endpoint's recorded durations (the summary's recorded latency), named so."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,12 +167,14 @@ class Packing:
     """``recorded.recorded_endpoints`` of the sessions, when ``Look.namer`` asked for them."""
     probing: Probing | None
     """When ``Look.probe`` asked for it."""
+    durations: Durations = field(default_factory=dict)
+    """``recorded.add_durations`` of the sessions, when ``Look.timed`` asked for them."""
 
 
 # What reading some of the files found (in a child, the bad files as (path, detail): an exception with
 # arguments of its own does not pickle). The host counts keep their first-seen order, which breaks a tie.
 _Part = tuple[list[_Read], list[tuple[str, str]], Counter[str], list[Secret], set[tuple[str, str]], set[str],
-              list[frozenset[str]]]
+              list[frozenset[str]], Durations]
 
 
 def _read_part(files: Sequence[Path], look: Look) -> _Part:
@@ -181,6 +185,7 @@ def _read_part(files: Sequence[Path], look: Look) -> _Part:
     endpoints: set[tuple[str, str]] = set()
     gets: set[str] = set()
     maybe: list[frozenset[str]] = []
+    durations: Durations = {}
     shared = Shared()  # (here only to check each header pair once: what it holds goes with the session)
     with uncollected(freeze=False):
         for path in files:
@@ -193,13 +198,15 @@ def _read_part(files: Sequence[Path], look: Look) -> _Part:
             secrets += needed_secrets([session], look.correlate, look.rules, look.data_map)
             if look.namer is not None:
                 endpoints |= recorded_endpoints([session], look.namer)
+            if look.timed is not None:
+                add_durations([session], look.timed, durations)
             if look.probe is not None:
                 got, probed = look.probe(session)
                 gets |= got
                 maybe.append(probed)
             packed.append((session.id, session.name, session.weight, session.started_at, len(session.requests),
                            zlib.compress(raw, LEVEL)))
-    return packed, bad, hosts, secrets, endpoints, gets, maybe
+    return packed, bad, hosts, secrets, endpoints, gets, maybe, durations
 
 
 _work: tuple[Callable[[Sequence[Path], Look], _Part], Look] | None = None
@@ -270,5 +277,9 @@ def read_packed(directory: Path, look: Look, skip_bad: bool = False, fork: bool 
         maybe = [hosts for part in parts for hosts in part[6]]
         probing = Probing([i for i, probed in enumerate(maybe) if primary in probed],
                           any(primary in part[5] for part in parts))
+    durations = parts[0][7]
+    for part in parts[1:]:
+        for key, values in part[7].items():
+            durations.setdefault(key, []).extend(values)
     return Packing(_packed(read), skipped, primary, [secret for part in parts for secret in part[3]],
-                   set().union(*(part[4] for part in parts)), probing)
+                   set().union(*(part[4] for part in parts)), probing, durations)

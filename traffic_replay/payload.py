@@ -31,11 +31,12 @@ from traffic_replay.format import Session
 from traffic_replay.hosts import primary_host
 from traffic_replay.naming import StatsNamer
 from traffic_replay.packing import Look, Packed, Probing, Recorded, pack, read_packed
+from traffic_replay.recorded import RecordedLatency, latency, recorded_latency
 from traffic_replay.settings import Settings
 from traffic_replay.thresholds import unknown_selectors
 from traffic_replay.userdata import columns_by_recorded, load_rows
 
-PAYLOAD_VERSION = 2
+PAYLOAD_VERSION = 3
 SECRET_PREFIX = "REPLAY_SECRET_"
 
 _RULES = TypeAdapter(list[Rule])
@@ -56,6 +57,7 @@ class _Document(msgspec.Struct, forbid_unknown_fields=True):
     rows: list[dict[str, str]]
     secrets: dict[str, str]
     skipped: list[tuple[str, str]]
+    latency: list[tuple[str, str, int, float, float]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,13 +79,16 @@ class Workload:
     only ones a worker ever sees, so whatever a worker's own settings say, the master chose what runs."""
     probing: Probing | None = None
     """What the preflight check needs, where the recordings were read for one (``read_workload``); not carried."""
+    latency: dict[tuple[str, str], RecordedLatency] = field(default_factory=dict)
+    """The recording's latency per endpoint (``recorded.recorded_latency``), worked out as it was read: the end
+    of a run puts it beside the replayed figures without decoding every session again."""
 
     @classmethod
     def of(cls, settings: Settings, sessions: Sequence[Session], rules: Sequence[Rule] = (),
            rows: Sequence[dict[str, str]] = (), secrets: Mapping[str, str] | None = None) -> Workload:
         """A workload of sessions made in code (what ``read_workload`` reads from files)."""
         return cls(settings, pack(sessions), primary_host(list(sessions)), list(rules), list(rows),
-                   dict(secrets or {}))
+                   dict(secrets or {}), latency=recorded_latency(sessions, _namer(settings)))
 
     def recorded(self) -> Recorded:
         """The sessions decoded, each as it is taken and not kept (for what reads them all once)."""
@@ -108,6 +113,7 @@ class Payload:
             rows=workload.rows,
             secrets=workload.secrets,
             skipped=[(str(e.path), e.detail) for e in workload.skipped],
+            latency=[(method, name, *figures) for (method, name), figures in workload.latency.items()],
         )
         # Not compressed again: the sessions, nearly all of it, are compressed each on its own.
         blob = msgspec.msgpack.encode(document)
@@ -147,6 +153,8 @@ class Payload:
                 rows=document.rows,
                 secrets=document.secrets,
                 skipped=[SessionFileError(path, detail) for path, detail in document.skipped],
+                latency={(method, name): RecordedLatency(requests, median, p95)
+                         for method, name, requests, median, p95 in document.latency},
             )
         except (msgspec.MsgspecError, ValueError) as e:  # (pydantic's ValidationError is one)
             raise PayloadError(f"the master's payload cannot be read: {e}") from e
@@ -174,8 +182,9 @@ def read_workload(settings: Settings, environ: Mapping[str, str] = os.environ, f
         from traffic_replay.checks import probe_hosts  # (httpx is only worth importing for the check)
 
         probe = probe_hosts
-    look = Look(settings.correlate, rules, columns_by_recorded(settings.data_map),
-                StatsNamer(settings.names, settings.name_pattern) if selectors else None, probe)
+    namer = _namer(settings)
+    look = Look(settings.correlate, rules, columns_by_recorded(settings.data_map), namer if selectors else None,
+                probe, timed=namer)
     recordings = read_packed(settings.recordings, look, settings.skip_bad, fork)
     report_skipped(recordings.skipped)  # here, where they are read: once, whichever process reads them
     if unreadable is not None:
@@ -191,7 +200,12 @@ def read_workload(settings: Settings, environ: Mapping[str, str] = os.environ, f
         if problems := unknown_selectors(settings.fail_on, recordings.endpoints, names):
             raise ConfigError(problems[0])
     return Workload(settings, recordings.sessions, recordings.primary, rules, rows, secrets, recordings.skipped,
-                    recordings.probing)
+                    recordings.probing, latency(recordings.durations))
+
+
+def _namer(settings: Settings) -> StatsNamer:
+    """The stats names the replay gives its requests (``replayer.prepared`` names them with the same)."""
+    return StatsNamer(settings.names, settings.name_pattern)
 
 
 PAYLOAD_FD_ENV = "REPLAY_PAYLOAD_FD"

@@ -29,9 +29,12 @@ def _rank(ordered: list[float], fraction: float) -> float:
     return ordered[max(int(fraction * len(ordered) + 0.5) - 1, 0)]
 
 
-def recorded_latency(sessions: Iterable[Session], namer: StatsNamer) -> dict[tuple[str, str], RecordedLatency]:
-    """(method, stats name) -> the recorded requests' count, median and p95 (request start to response end)."""
-    durations: dict[tuple[str, str], list[float]] = {}
+Durations = dict[tuple[str, str], list[float]]
+"""(method, stats name) -> the recorded requests' durations (ms), in no order: what ``latency`` sums up."""
+
+
+def add_durations(sessions: Iterable[Session], namer: StatsNamer, into: Durations) -> Durations:
+    """Each answered request's duration added to ``into`` under its endpoint (as a recording is read)."""
     names: dict[str, str] = {}  # a path is named once, however often it was requested
     for session in sessions:
         for request in session.requests:
@@ -40,15 +43,25 @@ def recorded_latency(sessions: Iterable[Session], namer: StatsNamer) -> dict[tup
             name = names.get(request.path)
             if name is None:
                 name = names[request.path] = namer(request.path)
-            durations.setdefault((request.method, name), []).append(request.duration_ms)
+            into.setdefault((request.method, name), []).append(request.duration_ms)
+    return into
+
+
+def latency(durations: Durations) -> dict[tuple[str, str], RecordedLatency]:
+    """Each endpoint's count, median and p95, and the whole recording's under ``TOTAL``."""
     out = {}
     for key, values in durations.items():
-        values.sort()
-        out[key] = RecordedLatency(len(values), _rank(values, 0.5), _rank(values, 0.95))
+        ordered = sorted(values)
+        out[key] = RecordedLatency(len(ordered), _rank(ordered, 0.5), _rank(ordered, 0.95))
     if durations:
         every = sorted(d for values in durations.values() for d in values)
         out[TOTAL] = RecordedLatency(len(every), _rank(every, 0.5), _rank(every, 0.95))
     return out
+
+
+def recorded_latency(sessions: Iterable[Session], namer: StatsNamer) -> dict[tuple[str, str], RecordedLatency]:
+    """(method, stats name) -> the recorded requests' count, median and p95 (request start to response end)."""
+    return latency(add_durations(sessions, namer, {}))
 
 
 def recorded_endpoints(sessions: Iterable[Session], namer: StatsNamer) -> set[tuple[str, str]]:
