@@ -11,12 +11,14 @@ per session, as a real database's are, so nothing repeats across sessions that w
 production. Each measurement is a fresh ``replay`` process, timed from outside, its peak RSS
 read from the kernel (``wait4``):
 
-- ``replay inspect DIR`` and ``replay inspect --json DIR`` (load, validate, detect, print);
+- ``replay inspect DIR`` (load, validate, detect, print) with an empty analysis cache (it fills it), then
+  again, and ``replay inspect --json DIR`` (the cache filled: ``traffic_replay.correlation.cache``);
 - ``replay run DIR --host <loopback target>``: seconds from the command's start to the first
   request the target receives, and the replay process's resident memory then, beside the
   total size of the recorded bodies (the SPEC: at most twice that plus a fixed overhead);
   then, for a recording large enough to be prepared as it is used (``replayer.loading``), the
   seconds until its log says every session is prepared, and the resident memory at that point;
+  once with ``--no-cache`` (detection in the replay), once with what the inspects remembered;
 - bytes on disk per request, as written (compact) and as the indented JSON of before.
 
 SPEC: 1,000,000 requests inspect in at most 10 s and 1.5 GB, first request within 20 s,
@@ -156,7 +158,8 @@ class FirstRequest:
                 conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}")
 
 
-def first_request(directory: Path, requests: int, timeout: float) -> tuple[float, float | None, float, float | None]:
+def first_request(directory: Path, requests: int, timeout: float, cache: bool = True,
+                  ) -> tuple[float, float | None, float, float | None]:
     """``replay run`` against a loopback target: (seconds to the first request the target received,
     the replay's RSS MiB then, seconds until every session was prepared, its RSS MiB then)."""
     eager_up_to, prepared_log = _loading_constants()
@@ -164,7 +167,8 @@ def first_request(directory: Path, requests: int, timeout: float) -> tuple[float
     env = {**os.environ, "REPLAY_SECRET_0A1B2C3D": "pw"}  # the login's redacted password
     started = time.perf_counter()
     proc = subprocess.Popen([REPLAY, "run", str(directory), "--host", f"http://127.0.0.1:{target.port}", "-u", "1",
-                             "-t", f"{int(timeout)}s", "--headless", "--no-check"],
+                             "-t", f"{int(timeout)}s", "--headless", "--no-check",
+                             "--cache" if cache else "--no-cache"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
     prepared: list[float] = []
 
@@ -214,6 +218,7 @@ def _mib(rss: float | None) -> str:
 
 def main() -> int:
     if sys.argv[1:2] == ["--write"]:
+        Path(sys.argv[2]).mkdir(parents=True, exist_ok=True)
         print(*write_recording(Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])))
         return 0
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -224,25 +229,34 @@ def main() -> int:
     parser.add_argument("--skip-inspect", action="store_true", help="only the replay's figures (and the recording's)")
     opts = parser.parse_args()
     print("| shape | requests | MiB on disk | B/request (indented before) | bodies MiB | inspect s | inspect MiB "
-          "| --json s | --json MiB | first request s | RSS MiB then | all prepared s | RSS MiB then |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+          "| again s | again MiB | --json again s | --json MiB | first request s | RSS MiB then | all prepared s "
+          "| RSS MiB then | remembered: first request s | RSS MiB then | all prepared s | RSS MiB then |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    nan = float("nan")
+    skipped = (nan, nan, 0)
+    not_run = (nan, None, nan, None)
     for shape in opts.shapes.split(","):
         for size in (int(s) for s in opts.sizes.split(",")):
-            with tempfile.TemporaryDirectory(prefix="scale-") as tmp:
+            with tempfile.TemporaryDirectory(prefix="scale-") as tmp, \
+                    tempfile.TemporaryDirectory(prefix="scale-cache-") as cache:
+                os.environ["REPLAY_CACHE_DIR"] = cache  # (empty for each size: the first inspect fills it)
                 directory = Path(tmp)
                 written, indented, bodies = _written_apart(directory, size, size if shape == "one" else 100)
-                nan = float("nan")
-                skipped = (nan, nan, 0)
-                inspect = skipped if opts.skip_inspect else measured([REPLAY, "inspect", tmp], opts.timeout)
-                as_json = skipped if opts.skip_inspect else measured([REPLAY, "inspect", "--json", tmp], opts.timeout)
-                first, rss, ready, rss_ready = ((nan, None, nan, None) if opts.skip_run
-                                                else first_request(directory, size, opts.timeout))
+                inspect, again, as_json = ((skipped,) * 3 if opts.skip_inspect else
+                                           (measured([REPLAY, "inspect", *flags, tmp], opts.timeout)
+                                            for flags in ([], [], ["--json"])))
+                if opts.skip_run:
+                    cold = warm = not_run
+                else:
+                    cold = first_request(directory, size, opts.timeout, cache=False)
+                    warm = first_request(directory, size, opts.timeout)  # (what inspect left; else the run before)
                 print(f"| {shape} | {size:,} | {written / 2**20:.0f} | {written / size:.0f} ({indented / size:.0f}) "
-                      f"| {bodies / 2**20:.0f} | {inspect[0]:.1f} | {inspect[1]:.0f} | {as_json[0]:.1f} "
-                      f"| {as_json[1]:.0f} | {first:.1f} | {_mib(rss)} | {ready:.1f} | {_mib(rss_ready)} |",
-                      flush=True)
-                if inspect[2] or as_json[2]:
-                    print(f"  (exit codes: inspect {inspect[2]}, --json {as_json[2]})", flush=True)
+                      f"| {bodies / 2**20:.0f} | {inspect[0]:.1f} | {inspect[1]:.0f} | {again[0]:.1f} "
+                      f"| {again[1]:.0f} | {as_json[0]:.1f} | {as_json[1]:.0f} "
+                      + " ".join(f"| {first:.1f} | {_mib(rss)} | {ready:.1f} | {_mib(rss_ready)}"
+                                 for first, rss, ready, rss_ready in (cold, warm)) + " |", flush=True)
+                if inspect[2] or again[2] or as_json[2]:
+                    print(f"  (exit codes: inspect {inspect[2]}, again {again[2]}, --json {as_json[2]})", flush=True)
     return 0
 
 

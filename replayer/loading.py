@@ -24,8 +24,9 @@ from gevent.event import Event
 from replayer.prepared import PreparedSession, prepare_session
 from replayer.runlog import RunLog
 from traffic_replay.correlation import forget_recording
+from traffic_replay.correlation.cache import AnalysisCache
 from traffic_replay.errors import ConfigError
-from traffic_replay.format import uncollected
+from traffic_replay.format import file_digest, uncollected
 from traffic_replay.hosts import HostMap
 from traffic_replay.naming import StatsNamer
 from traffic_replay.packing import Packed, Unpacker
@@ -170,9 +171,13 @@ def prepared_sessions(workload: Workload, host: str | None = None) -> PreparedSe
     # Not the workload itself: it holds every recorded session, which must go once prepared.
     speed, correlate, rules, secrets = settings.speed, settings.correlate, workload.rules, workload.secrets
     unpack = Unpacker()  # one for the process's sessions: what repeats across them is held once
+    cache = AnalysisCache.of(settings) if correlate else AnalysisCache(None)
 
     def prepare(packed: Packed) -> PreparedSession:
-        return prepare_session(unpack(packed), speed, hosts, correlate, rules, data_map, environ=secrets, namer=namer)
+        session, raw = unpack.read(packed)
+        detected = cache.analyse(session, file_digest(raw)).correlations if cache.directory is not None else None
+        return prepare_session(session, speed, hosts, correlate, rules, data_map, environ=secrets, namer=namer,
+                               detected=detected)
     return PreparedSessions(workload.sessions, prepare)
 
 

@@ -248,9 +248,11 @@ def _seeded(session: Session, correlations: list[Correlation], data_map: dict[st
 
 def prepare_session(session: Session, speed: float, hosts: HostMap | None = None, correlate: bool = True,
                     rules: list[Rule] | None = None, data_map: dict[str, str] | None = None,
-                    environ: Mapping[str, str] = os.environ, namer: StatsNamer | None = None) -> PreparedSession:
+                    environ: Mapping[str, str] = os.environ, namer: StatsNamer | None = None,
+                    detected: list[Correlation] | None = None) -> PreparedSession:
+    """``detected``: the session's correlations when they are known already (``correlation.cache``)."""
     namer = namer or StatsNamer()
-    correlations = detect(session) if correlate else []
+    correlations = (detect(session) if detected is None else detected) if correlate else []
     if correlate and rules:
         correlations = apply_rules(session, rules, correlations)
     correlations, data, secrets, missing = _seeded(session, correlations, data_map or {}, environ)

@@ -21,6 +21,7 @@ def _session_config_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[P
     home = tmp_path_factory.mktemp("session-config")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("XDG_CONFIG_HOME", str(home))
+        patch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("session-cache")))
         yield home
 
 
@@ -31,6 +32,17 @@ def config_home(_session_config_home: Path, tmp_path_factory: pytest.TempPathFac
     never the real ``~/.config``."""
     home = tmp_path_factory.mktemp("config")
     monkeypatch.setenv("XDG_CONFIG_HOME", str(home))
+    return home
+
+
+@pytest.fixture(autouse=True)
+def cache_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test's own ``XDG_CACHE_HOME`` (what detection found is remembered there, ``correlation.cache``):
+    no test reads another's, nor the real ``~/.cache``."""
+    home = tmp_path_factory.mktemp("cache")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(home))
+    monkeypatch.delenv("REPLAY_CACHE_DIR", raising=False)
+    monkeypatch.delenv("REPLAY_CACHE", raising=False)
     return home
 
 

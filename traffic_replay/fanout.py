@@ -12,24 +12,25 @@ from __future__ import annotations
 import multiprocessing
 import os
 from collections.abc import Callable, Sequence
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from traffic_replay.format import Session
 
 __all__ = ["FORK_FROM", "map_sessions"]
 
 T = TypeVar("T")
+S = TypeVar("S")
 
 FORK_FROM = 20_000
 """Requests in all below which one process does it: forking and pickling cost more than they save."""
 
-_work: tuple[Callable[[Session], object], Sequence[Session]] | None = None
+_work: tuple[Callable[[Any], object], Sequence[Any]] | None = None
 
 
 def _one(index: int) -> object:
     assert _work is not None
-    function, sessions = _work
-    return function(sessions[index])
+    function, items = _work
+    return function(items[index])
 
 
 def cores() -> int:
@@ -40,22 +41,23 @@ def cores() -> int:
         return os.cpu_count() or 1
 
 
-def map_sessions(function: Callable[[Session], T], sessions: Sequence[Session]) -> list[T]:
-    """``[function(s) for s in sessions]``, in that order, over the cores when there is enough to share.
+def map_sessions(function: Callable[[S], T], items: Sequence[S], session: Callable[[S], Session]) -> list[T]:
+    """``[function(i) for i in items]``, in that order, over the cores when there is enough to share;
+    ``session`` says which session an item is about (what it weighs is its requests).
 
     ``function`` must be a module-level function (or a ``functools.partial`` of one) whose
     result pickles; an exception it raises is raised here as it would be in one process.
     """
-    processes = min(cores(), len(sessions))
-    if processes < 2 or sum(len(s.requests) for s in sessions) < FORK_FROM:
-        return [function(s) for s in sessions]
+    processes = min(cores(), len(items))
+    if processes < 2 or sum(len(session(i).requests) for i in items) < FORK_FROM:
+        return [function(i) for i in items]
     global _work
-    _work = (function, sessions)
+    _work = (function, items)
     try:
         # Small chunks in order: sessions differ in length, and one long one must not hold up a chunk.
         with multiprocessing.get_context("fork").Pool(processes) as pool:
-            done: list[T] = pool.map(_one, range(len(sessions)),  # type: ignore[arg-type]
-                                     chunksize=max(1, len(sessions) // (processes * 16)))
+            done: list[T] = pool.map(_one, range(len(items)),  # type: ignore[arg-type]
+                                     chunksize=max(1, len(items) // (processes * 16)))
             return done
     finally:
         _work = None

@@ -6,6 +6,7 @@ import re
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from functools import partial
+from operator import itemgetter
 from typing import Annotated
 
 import msgspec
@@ -13,7 +14,8 @@ from msgspec import Meta, Struct, field
 from rich.console import Console
 from rich.table import Table
 
-from traffic_replay.correlation import Rule, analyse, apply_rules, unsourced_values
+from traffic_replay.correlation import Rule, apply_rules, unsourced_values
+from traffic_replay.correlation.cache import AnalysisCache
 from traffic_replay.correlation.secrets import session_secrets
 from traffic_replay.errors import SessionFileError
 from traffic_replay.fanout import map_sessions
@@ -84,8 +86,10 @@ def _short(value: str) -> str:
     return value if len(value) <= 24 else value[:21] + "…"
 
 
-def _correlations(session: Session, rules: list[Rule]) -> tuple[list[CorrelationRow], list[str], list[SecretRow]]:
-    analysis = analyse(session)
+def _correlations(item: tuple[Session, str | None], rules: list[Rule], cache: AnalysisCache,
+                  ) -> tuple[list[CorrelationRow], list[str], list[SecretRow]]:
+    session, file_digest = item
+    analysis = cache.analyse(session, file_digest)
     found = analysis.correlations
     if rules:
         found = apply_rules(session, rules, found)
@@ -111,9 +115,14 @@ def _correlations(session: Session, rules: list[Rule]) -> tuple[list[Correlation
 
 
 def inspect_sessions(sessions: list[Session], rules: list[Rule] | None = None,
-                     skipped: Sequence[SessionFileError] = ()) -> Inspection:
+                     skipped: Sequence[SessionFileError] = (), digests: Sequence[str] = (),
+                     cache: AnalysisCache | None = None) -> Inspection:
+    """What ``replay inspect`` shows; ``digests`` (each session file's) let ``cache`` remember what detection finds."""
+    known: Sequence[str | None] = digests or [None] * len(sessions)
+    items = list(zip(sessions, known, strict=True))
     with uncollected():  # (rows by the hundred thousand, in the children and as they come back)
-        found = map_sessions(partial(_correlations, rules=rules or []), sessions)
+        found = map_sessions(partial(_correlations, rules=rules or [], cache=cache or AnalysisCache(None)), items,
+                             itemgetter(0))
     counts: Counter[tuple[str, str]] = Counter()
     statuses: defaultdict[tuple[str, str], Counter[str]] = defaultdict(Counter)
     in_sessions: defaultdict[tuple[str, str], set[str]] = defaultdict(set)

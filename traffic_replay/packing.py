@@ -94,8 +94,13 @@ class Unpacker:
         self.shared = Shared()
 
     def __call__(self, packed: Packed) -> Session:
+        return self.read(packed)[0]
+
+    def read(self, packed: Packed) -> tuple[Session, bytes]:
+        """The session, and the bytes of its file (what ``format.file_digest`` knows it by)."""
+        raw = zlib.decompress(packed.data)
         with uncollected(freeze=False):
-            return decode_session(zlib.decompress(packed.data), self.shared)
+            return decode_session(raw, self.shared), raw
 
 
 class Recorded(Sequence[Session]):

@@ -47,7 +47,7 @@ SERIALISED_ENV = "REPLAY_SETTINGS"
 """The variable a child process finds its settings in (``Settings.serialised``)."""
 
 PER_MACHINE = frozenset({"master", "worker", "master_host", "master_port", "master_bind_host", "master_bind_port",
-                         "processes", "web_host", "web_port", "web_login", "web_user", "debug"})
+                         "processes", "web_host", "web_port", "web_login", "web_user", "debug", "cache_dir"})
 """Settings a worker keeps from its own flags and environment: where it runs, not what it replays."""
 
 T = TypeVar("T")
@@ -118,6 +118,10 @@ class Settings(BaseSettings):
     check_timeout: Annotated[float, Field(gt=0)] = Field(5.0, description="Seconds to wait for the preflight check.")
     correlate: bool = Field(True, description="Carry server-issued values (tokens, ids) over live; off to compare.")
     rules: Path | None = Field(None, description="TOML file of correlation rules the detector cannot find.")
+    cache: bool = Field(True, description="Remember what the detector finds in each session file, by the file's "
+                        "content, so that the next inspect or run of it skips detection; off to detect afresh.")
+    cache_dir: Path | None = Field(None, description="Where that is remembered (default: $XDG_CACHE_HOME/traffic-replay"
+                                   " or ~/.cache/traffic-replay); safe to delete at any time.")
     map_host: Annotated[list[HostMapping], _each(parse_host_mapping)] = Field(
         default_factory=list, description="ORIGINAL=URL: send a recorded host's requests to URL (repeatable).")
     names: NamingMode = Field("template", description="Stats names: template (/items/{id}), path or url.")

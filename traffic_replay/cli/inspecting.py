@@ -11,6 +11,7 @@ import typer
 
 from traffic_replay.cli.app import app, out
 from traffic_replay.correlation import load_rules
+from traffic_replay.correlation.cache import AnalysisCache
 from traffic_replay.errors import report_skipped
 from traffic_replay.format import read_recordings, session_schema
 from traffic_replay.inspection import inspect_sessions, render_inspection
@@ -28,12 +29,16 @@ def inspect(
     skip_bad: Annotated[bool | None, typer.Option(
         "--skip-bad", help="Inspect the good session files, naming each bad one on stderr (or REPLAY_SKIP_BAD).")
                         ] = None,
+    cache: Annotated[bool | None, typer.Option(
+        "--cache/--no-cache", help="Remember what detection finds, by each file's content (on by default).")] = None,
+    cache_dir: Annotated[Path | None, typer.Option(help="Where it is remembered (or REPLAY_CACHE_DIR).")] = None,
 ) -> None:
     """Show the sessions, endpoints, correlations and warnings of a recordings directory."""
-    recordings = read_recordings(directory, Settings.build(skip_bad=skip_bad).skip_bad)
+    settings = Settings.build(skip_bad=skip_bad, cache=cache, cache_dir=cache_dir)
+    recordings = read_recordings(directory, settings.skip_bad, digested=settings.cache)
     report_skipped(recordings.skipped)
     report = inspect_sessions(recordings.sessions, load_rules(rules) if rules is not None else None,
-                              recordings.skipped)
+                              recordings.skipped, recordings.digests, AnalysisCache.of(settings))
     if json:
         sys.stdout.buffer.write(report.to_json() + b"\n")
     else:

@@ -176,6 +176,9 @@ def run(
     correlate: Annotated[bool | None, typer.Option(
         "--correlate/--no-correlate", help="Carry server-issued values over live (on by default).")] = None,
     rules: Annotated[Path | None, typer.Option(help="TOML file of correlation rules.")] = None,
+    cache: Annotated[bool | None, typer.Option(
+        "--cache/--no-cache", help="Remember what detection finds, by each file's content (on by default).")] = None,
+    cache_dir: Annotated[Path | None, typer.Option(help="Where it is remembered (or REPLAY_CACHE_DIR).")] = None,
     map_host: Annotated[list[str] | None, typer.Option(help="ORIGINAL=URL: also send this recorded host's requests.")
                         ] = None,
     data: Annotated[Path | None, typer.Option(help="CSV file: one row per virtual user.")] = None,
@@ -218,8 +221,8 @@ def run(
                               summary_json=summary_json, fail_on=fail_on or None, fail_on_abort=fail_on_abort,
                               quiet=quiet, locust_stats=locust_stats, prometheus_port=prometheus_port,
                               prometheus_host=prometheus_host, prometheus_linger=prometheus_linger, check=check,
-                              correlate=correlate, rules=rules, map_host=map_host or None, data=data,
-                              data_map=data_map or None, timeout=timeout,
+                              correlate=correlate, rules=rules, cache=cache, cache_dir=cache_dir,
+                              map_host=map_host or None, data=data, data_map=data_map or None, timeout=timeout,
                               connect_timeout=connect_timeout, session_rate=session_rate, arrivals=arrivals,
                               timeline=timeline, parallel_overlaps=parallel_overlaps, names=names,
                               name_pattern=name_pattern or None, master=master, worker=worker,
