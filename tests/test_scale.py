@@ -114,13 +114,16 @@ import sys
 from pathlib import Path
 from traffic_replay import fanout
 from traffic_replay.format import load_recordings
-from traffic_replay.inspection import inspect_sessions
-sessions = load_recordings(Path(sys.argv[1]))
+from traffic_replay.inspection import inspect_directory, inspect_sessions
+directory = Path(sys.argv[1])
+sessions = load_recordings(directory)
 fanout.FORK_FROM = 10**12
 serial = inspect_sessions(sessions).to_json()
+read_serially = inspect_directory(directory)[0].to_json()
 fanout.FORK_FROM = 0
 spread = inspect_sessions(sessions).to_json()
-sys.stdout.buffer.write(serial + b"\\0" + spread)
+read_spread = inspect_directory(directory)[0].to_json()
+sys.stdout.buffer.write(b"\\0".join([serial, spread, read_serially, read_spread]))
 """
 
 
@@ -128,10 +131,11 @@ def test_inspect_over_the_cores_answers_as_one_process_does(recording: tuple[Pat
     directory, _ = recording
     out = subprocess.run([sys.executable, "-c", _INSPECT, str(directory)], capture_output=True, timeout=200,
                          check=True)
-    serial, spread = out.stdout.split(b"\0")
+    serial, *others = out.stdout.split(b"\0")
     report = json.loads(serial)
     assert len(report["sessions"]) == REQUESTS // 100 and report["correlations"]
-    assert spread == serial
+    # In memory or each file read where it is analysed (``replay inspect DIR``), in one process or over the cores.
+    assert others == [serial] * 3
 
 
 class _Shop(BaseHTTPRequestHandler):

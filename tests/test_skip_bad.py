@@ -121,6 +121,28 @@ def test_inspect_skip_bad_names_each_bad_file_once_and_counts_it(tmp_path: Path)
     assert len(table.stderr.splitlines()) == len(problems)
 
 
+def test_inspect_reading_over_the_cores_refuses_and_skips_as_one_process_does(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``replay inspect DIR`` reads each file where it analyses it, in forked children for a big directory:
+    the same errors, in the same order, as ``read_recordings``."""
+    from traffic_replay import fanout
+    from traffic_replay.inspection import inspect_directory, inspect_sessions
+
+    problems = mixed(tmp_path)
+    shutil.copy(GOOD, tmp_path / "zz-good-again.json")
+    with pytest.raises(RecordingsInvalid) as strict:
+        read_recordings(tmp_path)
+    monkeypatch.setattr(fanout, "FORK_FROM", 0)
+    with pytest.raises(RecordingsInvalid) as spread:
+        inspect_directory(tmp_path)
+    assert spread.value.lines() == strict.value.lines() and len(strict.value.lines()) == len(problems)
+    recordings = read_recordings(tmp_path, skip_bad=True)
+    report, skipped = inspect_directory(tmp_path, skip_bad=True)
+    assert [str(e) for e in skipped] == [str(e) for e in recordings.skipped]
+    assert report.to_json() == inspect_sessions(recordings.sessions, skipped=recordings.skipped).to_json()
+    assert len(report.sessions) == 2
+
+
 def test_a_directory_of_only_bad_files_is_still_one_error(tmp_path: Path) -> None:
     mixed(tmp_path)
     (tmp_path / GOOD.name).unlink()

@@ -1,10 +1,10 @@
 """Work on many sessions spread over the machine's cores: sessions are independent of each other.
 
-Used where a command does one pure computation per session (``replay inspect``'s
-detection) and nothing else runs: the children are forked, so they start with the loaded
-sessions already in memory (``load_recordings`` froze them out of the collector's way, so
-copy-on-write pages stay shared) and only the results travel back, pickled. Never in the
-replay process: Locust's gevent hub does not survive a fork.
+Used where a command does one pure computation per session (``replay inspect``: read a
+session file, detect, describe) and nothing else runs: the children are forked, so they
+start with what the parent holds (sessions already loaded stay shared, copy-on-write; or
+only the files' names, which each child reads for itself) and only the results travel
+back, pickled. Never in the replay process: Locust's gevent hub does not survive a fork.
 """
 
 from __future__ import annotations
@@ -14,9 +14,7 @@ import os
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from traffic_replay.format import Session
-
-__all__ = ["FORK_FROM", "map_sessions"]
+__all__ = ["FORK_FROM", "cores", "map_spread"]
 
 T = TypeVar("T")
 S = TypeVar("S")
@@ -41,15 +39,15 @@ def cores() -> int:
         return os.cpu_count() or 1
 
 
-def map_sessions(function: Callable[[S], T], items: Sequence[S], session: Callable[[S], Session]) -> list[T]:
+def map_spread(function: Callable[[S], T], items: Sequence[S], requests: Sequence[int]) -> list[T]:
     """``[function(i) for i in items]``, in that order, over the cores when there is enough to share;
-    ``session`` says which session an item is about (what it weighs is its requests).
+    ``requests``: about how many requests each item is (what decides whether forking is worth it).
 
     ``function`` must be a module-level function (or a ``functools.partial`` of one) whose
     result pickles; an exception it raises is raised here as it would be in one process.
     """
     processes = min(cores(), len(items))
-    if processes < 2 or sum(len(session(i).requests) for i in items) < FORK_FROM:
+    if processes < 2 or sum(requests) < FORK_FROM:
         return [function(i) for i in items]
     global _work
     _work = (function, items)

@@ -314,8 +314,6 @@ class Recordings:
 
     sessions: list[Session]
     skipped: list[SessionFileError] = dataclass_field(default_factory=list)
-    digests: list[str] = dataclass_field(default_factory=list)
-    """Each session's ``file_digest``, in the same order, when ``read_recordings`` was asked for them."""
 
 
 def file_digest(raw: bytes) -> str:
@@ -323,36 +321,35 @@ def file_digest(raw: bytes) -> str:
     return hashlib.sha256(raw).hexdigest()
 
 
-def read_recordings(directory: Path, skip_bad: bool = False, digested: bool = False) -> Recordings:
+def read_recordings(directory: Path, skip_bad: bool = False) -> Recordings:
     """Every session of ``directory``: strict by default (all bad files reported together), as a load test
     must not silently run on part of its recording; with ``skip_bad`` the good ones, and the bad ones beside
-    them for the caller to name and count. A directory with no good file is an error either way.
-    ``digested``: with each file's ``file_digest``."""
+    them for the caller to name and count. A directory with no good file is an error either way."""
     files = session_files(directory)
     if not files:
         raise RecordingError(f"{directory}: no session files (*.json) in this directory")
     sessions: list[Session] = []
-    digests: list[str] = []
     problems: list[SessionFileError] = []
     shared = Shared()
     with uncollected():
         for path in files:
             try:
-                session, raw = read_session(path, shared)
+                sessions.append(load_session(path, shared))
             except SessionFileError as e:
                 problems.append(e)
-                continue
-            sessions.append(session)
-            if digested:
-                digests.append(file_digest(raw))
+    refuse_unusable(directory, problems, [len(s.requests) for s in sessions], skip_bad)
+    return Recordings(sessions, problems)
+
+
+def refuse_unusable(directory: Path, problems: list[SessionFileError], requests: list[int], skip_bad: bool) -> None:
+    """What ``read_recordings`` refuses, for whatever read a directory: bad files (unless ``skip_bad``), no good
+    one, or none with a request; ``requests``: how many each good session has."""
     if problems and not skip_bad:
         raise RecordingsInvalid(problems)
-    if not sessions:
+    if not requests:
         raise RecordingError(f"{directory}: every session file is bad ({len(problems)}), e.g. {problems[0]}")
-    empty = [s for s in sessions if not s.requests]
-    if len(empty) == len(sessions):
+    if not any(requests):
         raise RecordingError(f"{directory}: every session file is empty (no requests)")
-    return Recordings(sessions, problems, digests)
 
 
 def load_recordings(directory: Path) -> list[Session]:

@@ -6,8 +6,8 @@ import re
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from functools import partial
-from operator import itemgetter
-from typing import Annotated
+from pathlib import Path
+from typing import Annotated, NamedTuple
 
 import msgspec
 from msgspec import Meta, Struct, field
@@ -17,9 +17,9 @@ from rich.table import Table
 from traffic_replay.correlation import Rule, apply_rules, unsourced_values
 from traffic_replay.correlation.cache import AnalysisCache
 from traffic_replay.correlation.secrets import session_secrets
-from traffic_replay.errors import SessionFileError
-from traffic_replay.fanout import map_sessions
-from traffic_replay.format import Session, uncollected
+from traffic_replay.errors import RecordingError, SessionFileError
+from traffic_replay.fanout import map_spread
+from traffic_replay.format import Session, file_digest, read_session, refuse_unusable, session_files, uncollected
 from traffic_replay.hosts import unreplayable
 from traffic_replay.naming import endpoint_template
 
@@ -86,9 +86,8 @@ def _short(value: str) -> str:
     return value if len(value) <= 24 else value[:21] + "…"
 
 
-def _correlations(item: tuple[Session, str | None], rules: list[Rule], cache: AnalysisCache,
+def _correlations(session: Session, file_digest: str | None, rules: list[Rule], cache: AnalysisCache,
                   ) -> tuple[list[CorrelationRow], list[str], list[SecretRow]]:
-    session, file_digest = item
     analysis = cache.analyse(session, file_digest)
     found = analysis.correlations
     if rules:
@@ -114,37 +113,95 @@ def _correlations(item: tuple[Session, str | None], rules: list[Rule], cache: An
     return rows, warnings, secrets
 
 
+class _Seen(NamedTuple):
+    """All that inspect shows of one session, worked out where it was read: only this travels back."""
+
+    row: SessionRow
+    endpoints: dict[tuple[str, str], Counter[str]]
+    """(method, name) -> how many of its answers had each status."""
+    correlations: list[CorrelationRow]
+    warnings: list[str]
+    secrets: list[SecretRow]
+
+
+def _seen(item: tuple[Session, str | None], rules: list[Rule], cache: AnalysisCache) -> _Seen:
+    session, file_digest = item
+    endpoints: dict[tuple[str, str], Counter[str]] = {}
+    for request in session.requests:
+        key = (request.method, endpoint_template(request.path))
+        if (statuses := endpoints.get(key)) is None:
+            statuses = endpoints[key] = Counter()
+        statuses[str(request.response.status) if request.response else "none"] += 1
+    row = SessionRow(id=session.id, name=session.name, requests=len(session.requests),
+                     duration_s=round(session.duration_ms / 1000, 3), hosts=session.hosts, weight=session.weight)
+    return _Seen(row, endpoints, *_correlations(session, file_digest, rules, cache))
+
+
+def _read_seen(path: Path, rules: list[Rule], cache: AnalysisCache) -> _Seen | tuple[str, str]:
+    """``_seen`` of a session file, or (its path, what is wrong with it): an error's own arguments do not pickle."""
+    try:
+        session, raw = read_session(path)
+    except SessionFileError as e:
+        return str(e.path), e.detail
+    known = file_digest(raw) if cache.directory is not None else None
+    del raw  # (not held while the session is analysed: it is as big again)
+    return _seen((session, known), rules, cache)
+
+
+def _assembled(seen: Sequence[_Seen], skipped: Sequence[SessionFileError]) -> Inspection:
+    statuses: defaultdict[tuple[str, str], Counter[str]] = defaultdict(Counter)
+    in_sessions: defaultdict[tuple[str, str], set[str]] = defaultdict(set)
+    for one in seen:
+        for key, counted in one.endpoints.items():
+            statuses[key].update(counted)
+            in_sessions[key].add(one.row.id)
+    return Inspection(
+        sessions=[one.row for one in seen],
+        endpoints=[EndpointRow(method=m, name=n, requests=sum(counted.values()), sessions=len(in_sessions[(m, n)]),
+                               statuses=dict(sorted(counted.items())))
+                   for (m, n), counted in sorted(statuses.items(), key=lambda kv: (kv[0][1], kv[0][0]))],
+        hosts=sorted({h for one in seen for h in one.row.hosts}),
+        total_requests=sum(one.row.requests for one in seen),
+        correlations=[row for one in seen for row in one.correlations],
+        warnings=[w for one in seen for w in one.warnings],
+        secrets=[row for one in seen for row in one.secrets],
+        skipped_files=[SkippedFileRow(path=str(e.path), problem=e.detail) for e in skipped],
+    )
+
+
 def inspect_sessions(sessions: list[Session], rules: list[Rule] | None = None,
                      skipped: Sequence[SessionFileError] = (), digests: Sequence[str] = (),
                      cache: AnalysisCache | None = None) -> Inspection:
-    """What ``replay inspect`` shows; ``digests`` (each session file's) let ``cache`` remember what detection finds."""
+    """What ``replay inspect`` shows of sessions in memory; ``digests`` (each session file's) let ``cache``
+    remember what detection finds."""
     known: Sequence[str | None] = digests or [None] * len(sessions)
-    items = list(zip(sessions, known, strict=True))
     with uncollected():  # (rows by the hundred thousand, in the children and as they come back)
-        found = map_sessions(partial(_correlations, rules=rules or [], cache=cache or AnalysisCache(None)), items,
-                             itemgetter(0))
-    counts: Counter[tuple[str, str]] = Counter()
-    statuses: defaultdict[tuple[str, str], Counter[str]] = defaultdict(Counter)
-    in_sessions: defaultdict[tuple[str, str], set[str]] = defaultdict(set)
-    for session in sessions:
-        for request in session.requests:
-            key = (request.method, endpoint_template(request.path))
-            counts[key] += 1
-            in_sessions[key].add(session.id)
-            statuses[key][str(request.response.status) if request.response else "none"] += 1
-    return Inspection(
-        sessions=[SessionRow(id=s.id, name=s.name, requests=len(s.requests), duration_s=round(s.duration_ms / 1000, 3),
-                             hosts=s.hosts, weight=s.weight) for s in sessions],
-        endpoints=[EndpointRow(method=m, name=n, requests=c, sessions=len(in_sessions[(m, n)]),
-                               statuses=dict(sorted(statuses[(m, n)].items())))
-                   for (m, n), c in sorted(counts.items(), key=lambda kv: (kv[0][1], kv[0][0]))],
-        hosts=sorted({h for s in sessions for h in s.hosts}),
-        total_requests=sum(len(s.requests) for s in sessions),
-        correlations=[row for rows, _, _ in found for row in rows],
-        warnings=[w for _, warnings, _ in found for w in warnings],
-        secrets=[row for _, _, secrets in found for row in secrets],
-        skipped_files=[SkippedFileRow(path=str(e.path), problem=e.detail) for e in skipped],
-    )
+        seen = map_spread(partial(_seen, rules=rules or [], cache=cache or AnalysisCache(None)),
+                          list(zip(sessions, known, strict=True)), [len(s.requests) for s in sessions])
+    return _assembled(seen, skipped)
+
+
+BYTES_PER_REQUEST = 1_000
+"""About what a recorded request takes in a session file (~1,100 bytes compact): enough to tell whether
+a directory is worth reading over the cores."""
+
+
+def inspect_directory(directory: Path, rules: list[Rule] | None = None, skip_bad: bool = False,
+                      cache: AnalysisCache | None = None) -> tuple[Inspection, list[SessionFileError]]:
+    """What ``replay inspect DIR`` shows, and the bad files it left out (``skip_bad``; else they are refused
+    as ``format.read_recordings`` refuses them). Each file is read, analysed and described where it is read,
+    over the cores, so no process holds the whole recording: only what is shown comes back."""
+    files = session_files(directory)
+    if not files:
+        raise RecordingError(f"{directory}: no session files (*.json) in this directory")
+    sizes = [path.stat().st_size if path.is_file() else 0 for path in files]
+    with uncollected():
+        found = map_spread(partial(_read_seen, rules=rules or [], cache=cache or AnalysisCache(None)), files,
+                           [size // BYTES_PER_REQUEST for size in sizes])
+    seen = [one for one in found if isinstance(one, _Seen)]
+    skipped = [SessionFileError(Path(one[0]), one[1]) for one in found if not isinstance(one, _Seen)]
+    refuse_unusable(directory, skipped, [one.row.requests for one in seen], skip_bad)
+    return _assembled(seen, skipped), skipped
 
 
 SHOWN = 20

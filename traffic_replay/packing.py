@@ -32,9 +32,17 @@ import msgspec
 
 from traffic_replay.correlation import Rule
 from traffic_replay.correlation.secrets import Secret, needed_secrets
-from traffic_replay.errors import RecordingError, RecordingsInvalid, SessionFileError
+from traffic_replay.errors import RecordingError, SessionFileError
 from traffic_replay.fanout import cores
-from traffic_replay.format import Session, decode_session, dump_session, read_session, session_files, uncollected
+from traffic_replay.format import (
+    Session,
+    decode_session,
+    dump_session,
+    read_session,
+    refuse_unusable,
+    session_files,
+    uncollected,
+)
 from traffic_replay.hosts import host_key
 from traffic_replay.naming import StatsNamer
 from traffic_replay.recorded import Durations, add_durations, recorded_endpoints
@@ -267,12 +275,7 @@ def read_packed(directory: Path, look: Look, skip_bad: bool = False, fork: bool 
             _work = None
     read = [session for part in parts for session in part[0]]
     skipped = [SessionFileError(path, detail) for part in parts for path, detail in part[1]]
-    if skipped and not skip_bad:
-        raise RecordingsInvalid(skipped)
-    if not read:
-        raise RecordingError(f"{directory}: every session file is bad ({len(skipped)}), e.g. {skipped[0]}")
-    if not any(requests for _, _, _, _, requests, _ in read):
-        raise RecordingError(f"{directory}: every session file is empty (no requests)")
+    refuse_unusable(directory, skipped, [requests for _, _, _, _, requests, _ in read], skip_bad)
     hosts = Counter[str]()
     for part in parts:
         hosts.update(part[2])

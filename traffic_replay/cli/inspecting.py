@@ -13,8 +13,8 @@ from traffic_replay.cli.app import app, out
 from traffic_replay.correlation import load_rules
 from traffic_replay.correlation.cache import AnalysisCache
 from traffic_replay.errors import report_skipped
-from traffic_replay.format import read_recordings, session_schema
-from traffic_replay.inspection import inspect_sessions, render_inspection
+from traffic_replay.format import session_schema
+from traffic_replay.inspection import inspect_directory, render_inspection
 from traffic_replay.settings import Settings
 
 
@@ -35,10 +35,9 @@ def inspect(
 ) -> None:
     """Show the sessions, endpoints, correlations and warnings of a recordings directory."""
     settings = Settings.build(skip_bad=skip_bad, cache=cache, cache_dir=cache_dir)
-    recordings = read_recordings(directory, settings.skip_bad, digested=settings.cache)
-    report_skipped(recordings.skipped)
-    report = inspect_sessions(recordings.sessions, load_rules(rules) if rules is not None else None,
-                              recordings.skipped, recordings.digests, AnalysisCache.of(settings))
+    report, skipped = inspect_directory(directory, load_rules(rules) if rules is not None else None, settings.skip_bad,
+                                        AnalysisCache.of(settings))
+    report_skipped(skipped)
     if json:
         sys.stdout.buffer.write(report.to_json() + b"\n")
     else:
