@@ -4,9 +4,9 @@ Detection is the cost of a large recording: about a minute for a million request
 ``replay inspect`` and again by every replay before it can prepare a session. A recording
 does not change between the runs of a load test, so each session file's ``Analysis`` is
 kept in a cache directory (by default ``$XDG_CACHE_HOME/traffic-replay``, else
-``~/.cache/traffic-replay``), under the digest of the file's bytes (``format.file_digest``) and in a folder per
-version of the detector: the fingerprint of its own source, so that a changed detector
-never reads what another one found. Anything the cache cannot do (a directory that
+``~/.cache/traffic-replay``), under the digest of the file's bytes (``format.file_digest``)
+and in a folder per version of the detector: the fingerprint of its own source, so that a
+changed detector never reads what another one found. Anything the cache cannot do (a directory that
 cannot be written, an entry that does not decode or does not fit its session) is a miss:
 the session is analysed again, and the cache never fails a command.
 
@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
+import traffic_replay.format as session_format
 from traffic_replay.correlation.detection import Analysis, analyse
 from traffic_replay.format import Session
 
@@ -44,8 +45,6 @@ _DECODER = msgspec.json.Decoder(Analysis)
 @cache
 def fingerprint() -> str:
     """The detector's version: a digest of the source it runs (the correlation package and the session format)."""
-    import traffic_replay.format as session_format  # (here: the module, beside the package it is read with)
-
     package = Path(__file__).parent
     files = [*sorted(package.glob("*.py")), Path(session_format.__file__)]
     h = hashlib.sha256()
