@@ -5,8 +5,11 @@ microseconds per request: a minute or more for a million. A process that prepare
 session before its first request would keep the run waiting that long, so a large
 recording is prepared as it is used: each session the first time a user takes it, and the
 rest in the background whenever the event loop has nothing else to do (``gevent.idle``).
-A session big enough to hold the loop for long (``EAGER_FROM_REQUESTS``) is prepared before
-the run starts instead, as is everything in a recording small enough to be ready at once.
+A session big enough to hold the loop for long (``EAGER_FROM_REQUESTS``) is analysed before
+the run starts instead, as is everything in a recording small enough to be ready at once;
+its steps are built a run at a time (``replayer.prepared.Steps``), the first before the run,
+the rest as its users reach them or in the background, so that a session of a million
+requests starts as soon as its analysis is done.
 """
 
 from __future__ import annotations
@@ -97,29 +100,45 @@ class PreparedSessions(Sequence[PreparedSession]):
         self._prepared[index], self._recorded[index] = prepared, None
         return prepared
 
-    def prepare_now(self, big_from: int = 0, between: Callable[[], object] = lambda: None) -> None:
+    def prepare_now(self, big_from: int = 0, between: Callable[[], object] = lambda: None,
+                    whole: bool = True) -> None:
         """Prepare every session of at least ``big_from`` requests (all of them by default), calling
-        ``between`` after each: a worker yields there, so that its heartbeats go on."""
+        ``between`` after each: a worker yields there, so that its heartbeats go on. Not ``whole``:
+        each with only its first run of steps (``replayer.prepared.Steps``), ``prepare_rest`` the rest."""
         for i, recorded in enumerate(self._recorded):
             if recorded is not None and recorded.requests >= big_from:
                 self._prepare_at(i)
                 between()
+                if whole:
+                    self._build(self._prepared[i], between)
         if not self.pending:
             forget_recording()
 
     def prepare_rest(self, between: Callable[[], object]) -> None:
-        """Prepare what no user has taken yet, calling ``between`` before each session (a greenlet's yield)."""
+        """Prepare what no user has taken yet and build every step not built yet, calling ``between``
+        before each session and each run of steps (a greenlet's yield)."""
         started = time.perf_counter()
         for i in range(len(self)):
             between()
             if self._prepared[i] is None:
                 self._prepare_at(i)
         forget_recording()
+        for prepared in self._prepared:
+            self._build(prepared, between)
         # What was prepared lives as long as the process: out of the collector's walks, as what
         # was loaded before the run is (``replayer.user._settle``).
         gc.freeze()
         logger.info(f"{PREPARED_LOG} {len(self):,} sessions, "
                     f"{time.perf_counter() - started:.1f} s after the first user could start")
+
+    @staticmethod
+    def _build(prepared: PreparedSession | None, between: Callable[[], object]) -> None:
+        assert prepared is not None
+        steps = prepared.steps
+        while not steps.complete:
+            with uncollected(freeze=False):
+                steps.build_next()  # (no yield in here either: a user may be building the same steps)
+            between()
 
 
 class Replay:
@@ -144,7 +163,7 @@ class Replay:
         if sum(s.requests for s in workload.sessions) <= EAGER_UP_TO_REQUESTS:
             sessions.prepare_now(between=gevent.idle)
         else:
-            sessions.prepare_now(EAGER_FROM_REQUESTS, between=gevent.idle)
+            sessions.prepare_now(EAGER_FROM_REQUESTS, between=gevent.idle, whole=False)
             gevent.spawn(sessions.prepare_rest, gevent.idle)
         self.sessions, self.cum_weights, self.starts = sessions, sessions.cum_weights, sessions.starts
         self.settings = workload.settings

@@ -8,9 +8,9 @@ string searching per request.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from itertools import accumulate
-from typing import TypeVar
+from typing import TypeVar, overload
 
 import orjson
 
@@ -100,7 +100,7 @@ class Step:
 class PreparedSession:
     __slots__ = ("id", "name", "weight", "steps", "initial", "live", "variables", "data", "missing", "start")
 
-    def __init__(self, id: str, name: str, weight: float, steps: tuple[Step, ...],
+    def __init__(self, id: str, name: str, weight: float, steps: Steps,
                  variables: tuple[Correlation, ...]) -> None:
         self.id = id
         self.name = name
@@ -246,58 +246,136 @@ def _seeded(session: Session, correlations: list[Correlation], data_map: dict[st
     return variables, data, secrets, missing
 
 
-def prepare_session(session: Session, speed: float, hosts: HostMap | None = None, correlate: bool = True,
-                    rules: list[Rule] | None = None, data_map: dict[str, str] | None = None,
-                    environ: Mapping[str, str] = os.environ, namer: StatsNamer | None = None,
-                    detected: list[Correlation] | None = None) -> PreparedSession:
-    """``detected``: the session's correlations when they are known already (``correlation.cache``)."""
-    namer = namer or StatsNamer()
-    correlations = (detect(session) if detected is None else detected) if correlate else []
-    if correlate and rules:
-        correlations = apply_rules(session, rules, correlations)
-    correlations, data, secrets, missing = _seeded(session, correlations, data_map or {}, environ)
-    # Indexed by step once, so that building each step does not walk every correlation.
-    uses_at: dict[int, list[tuple[int, Use, str]]] = {}
-    sources_at: dict[int, list[tuple[int, Source]]] = {}
-    for var, c in enumerate(correlations):
-        for use in c.uses:
-            uses_at.setdefault(use.step, []).append((var, use, c.value))
-        for source in c.sources:
-            sources_at.setdefault(source.step, []).append((var, source))
-    steps: list[Step] = []
-    once = _Once()
-    previous_end: float | None = None
-    for index, request in enumerate(session.requests, start=1):
+STEPS_PER_RUN = 500
+"""Steps built at a time, a few tens of milliseconds of work: a long session's first run is built
+before its first request, the others as the replay reaches them or when the process is idle."""
+
+
+class Steps(Sequence[Step]):
+    """A session's steps, built a run at a time: a session of a million requests is ready to send
+    its first one once its analysis is (``replayer.loading`` builds the rest in the background),
+    instead of a minute later. What builds them, the decoded session with it, goes with the last."""
+
+    __slots__ = ("_built", "_count", "_builder")
+
+    def __init__(self, count: int, builder: _Builder) -> None:
+        self._built: list[Step] = []
+        self._count = count
+        self._builder: _Builder | None = builder
+        self.build_next()
+
+    def __len__(self) -> int:
+        return self._count
+
+    @overload
+    def __getitem__(self, index: int) -> Step: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[Step]: ...
+    def __getitem__(self, index: int | slice) -> Step | Sequence[Step]:
+        built = self._built
+        if isinstance(index, slice):
+            self.build(max(index.indices(self._count)[:2]))
+            return built[index]
+        if index >= len(built) or index < 0:
+            if index < 0:
+                index += self._count
+            if not 0 <= index < self._count:
+                raise IndexError("step index out of range")
+            self.build(index + 1)
+        return built[index]
+
+    @property
+    def complete(self) -> bool:
+        return self._builder is None
+
+    def build(self, count: int | None = None) -> None:
+        """Build at least the first ``count`` steps (all of them by default)."""
+        while len(self._built) < (self._count if count is None else count) and self.build_next():
+            pass
+
+    def build_next(self) -> bool:
+        """Build the next run of steps; whether any are left to build."""
+        builder = self._builder
+        if builder is None:
+            return False
+        start = len(self._built)
+        self._built.extend(builder(start, min(start + STEPS_PER_RUN, self._count)))
+        if len(self._built) >= self._count:
+            self._builder = None
+        return self._builder is not None
+
+
+class _Builder:
+    """What building a session's steps needs, held while some are left to build."""
+
+    __slots__ = ("requests", "name", "speed", "hosts", "namer", "uses_at", "sources_at", "once", "previous_end")
+
+    def __init__(self, session: Session, speed: float, hosts: HostMap | None, namer: StatsNamer,
+                 correlations: list[Correlation]) -> None:
+        self.requests = session.requests
+        self.name = session.name
+        self.speed = speed
+        self.hosts = hosts
+        self.namer = namer
+        # Indexed by step once, so that building each step does not walk every correlation.
+        self.uses_at: dict[int, list[tuple[int, Use, str]]] = {}
+        self.sources_at: dict[int, list[tuple[int, Source]]] = {}
+        for var, c in enumerate(correlations):
+            for use in c.uses:
+                self.uses_at.setdefault(use.step, []).append((var, use, c.value))
+            for source in c.sources:
+                self.sources_at.setdefault(source.step, []).append((var, source))
+        self.once = _Once()
+        self.previous_end: float | None = None
+
+    def __call__(self, start: int, stop: int) -> list[Step]:
+        return [self._step(i, self.requests[i]) for i in range(start, stop)]
+
+    def _step(self, position: int, request: Request) -> Step:
+        hosts, speed, once, previous_end = self.hosts, self.speed, self.once, self.previous_end
         gap_ms = 0.0 if previous_end is None else max(request.offset_ms - previous_end, 0.0)
         overlaps = previous_end is not None and request.offset_ms < previous_end
-        previous_end = max(previous_end or 0.0, request.offset_ms + request.duration_ms)
+        self.previous_end = max(previous_end or 0.0, request.offset_ms + request.duration_ms)
         base = hosts.base_for(request) if hosts is not None else ""
         prefix = "" if base is None or hosts is None or base == hosts.host else base
         if base is None:  # never sent; the recorded origin is what a dry run should show
             prefix = f"{request.scheme}://{request.host}:{request.port}"
-        step = Step(index=index, method=request.method, url=prefix + request.path,
-                    name=namer(request.path), headers=_headers(request.headers, once),
+        step = Step(index=position + 1, method=request.method, url=prefix + request.path,
+                    name=self.namer(request.path), headers=_headers(request.headers, once),
                     body=request.body.to_bytes() if request.body is not None else None,
                     think=gap_ms / 1000 / speed if speed > 0 else 0.0,
                     expected=request.response.status // 100 if request.response is not None else 0,
-                    session=session.name)
+                    session=self.name)
         not_mapped = f"host {request.host}:{request.port} not mapped" if base is None else None
         step.skip = unreplayable(request) or not_mapped
         step.recorded = _expected(request)
         step.at = request.offset_ms / 1000 / speed if speed > 0 else 0.0
         step.overlaps = overlaps
-        uses = uses_at.get(index - 1)
+        uses = self.uses_at.get(position)
         if uses:
             step.patch = _patch(step, request, uses, prefix, once)
         # After the patch: its templates hold the recorded text, and the replay puts what they
         # render on the wire as it sends (``replayer.user``).
         step.headers = _on_the_wire(step.headers, once)
-        step.extract = tuple((var, compile_extractor(source)) for var, source in sources_at.get(index - 1, ()))
-        steps.append(step)
-    # Where each value is sent is in the steps' patches now: what a report or a dry run names of a
-    # variable is its value, sources and rule (the uses were a fifth of a prepared recording).
+        step.extract = tuple((var, compile_extractor(source)) for var, source in self.sources_at.get(position, ()))
+        return step
+
+
+def prepare_session(session: Session, speed: float, hosts: HostMap | None = None, correlate: bool = True,
+                    rules: list[Rule] | None = None, data_map: dict[str, str] | None = None,
+                    environ: Mapping[str, str] = os.environ, namer: StatsNamer | None = None,
+                    detected: list[Correlation] | None = None) -> PreparedSession:
+    """The session with its first run of steps built (``Steps``); ``detected``: its correlations
+    when they are known already (``correlation.cache``)."""
+    correlations = (detect(session) if detected is None else detected) if correlate else []
+    if correlate and rules:
+        correlations = apply_rules(session, rules, correlations)
+    correlations, data, secrets, missing = _seeded(session, correlations, data_map or {}, environ)
+    builder = _Builder(session, speed, hosts, namer or StatsNamer(), correlations)
+    # Where each value is sent is in the steps' patches (the builder holds the uses until the last
+    # is built): what a report or a dry run names of a variable is its value, sources and rule.
     kept = tuple(Correlation(c.value, c.sources, rule=c.rule) for c in correlations)
-    prepared = PreparedSession(session.id, session.name, session.weight, tuple(steps), kept)
+    prepared = PreparedSession(session.id, session.name, session.weight, Steps(len(session.requests), builder), kept)
     prepared.initial = tuple(secrets.get(i, c.value) for i, c in enumerate(correlations))
     prepared.live = tuple(i in secrets for i in range(len(correlations)))
     prepared.data = tuple(data)
@@ -317,6 +395,7 @@ def prepare(sessions: list[Session], speed: float, hosts: HostMap | None = None,
     prepared = tuple(prepare_session(s, speed, hosts, correlate, rules, data_map, environ, namer) for s in replayed)
     for p, start in zip(prepared, starts(replayed), strict=True):
         p.start = start
+        p.steps.build()
     return prepared, tuple(accumulate(s.weight for s in prepared))
 
 

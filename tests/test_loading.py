@@ -11,7 +11,7 @@ import msgspec
 import pytest
 from msgspec.structs import replace
 
-from replayer import loading
+from replayer import loading, prepared
 from replayer.loading import PreparedSessions, Replay, prepared_sessions
 from replayer.prepared import PreparedSession, prepare_session
 from traffic_replay.format import Session
@@ -114,3 +114,69 @@ def test_a_recorded_session_is_let_go_once_it_is_prepared(monkeypatch: pytest.Mo
     sessions.prepare_rest(lambda: None)
     assert [w() for w in watched] == [None] * 4
     assert [s.name for s in sessions] == [f"visit {n}" for n in range(4)]
+
+
+def _long_session(requests: int) -> Session:
+    """A login's token in every request, and a cart created near the end of each run of steps and
+    read back in the next one: what a run built later must carry over from one built before."""
+    steps = [answered(make_request("/login", "POST", offset_ms=0), '{"token": "tok-00042-abcdef"}')]
+    auth = [("Authorization", "Bearer tok-00042-abcdef")]
+    for k in range(1, requests):
+        if k % 450 == 0:
+            request = answered(make_request("/carts", "POST", offset_ms=50.0 * k, headers=auth, body=b"{}",
+                                            content_type="application/json"), f'{{"id": {k // 450}}}', status=201)
+        elif k % 450 == 60:
+            request = make_request(f"/carts/{k // 450}", offset_ms=50.0 * k, headers=auth)
+        else:  # every seventh starts before the previous one has its answer: an asset
+            request = make_request(f"/items/{k}", offset_ms=50.0 * k - (4.0 if k % 7 == 0 else 0.0), headers=auth)
+        steps.append(request)
+    return make_session(steps, id="long", name="long visit")
+
+
+def _sent(session: PreparedSession) -> list[tuple[object, ...]]:
+    """What each step would send with the recorded values, when and after what: the replay's view."""
+    values = list(session.initial)
+    out: list[tuple[object, ...]] = []
+    for step in session.steps:
+        patch = step.patch
+        url = patch.url_prefix + patch.path.render(values) if patch and patch.path else step.url
+        headers = dict(step.headers)
+        for name, template in patch.headers if patch else ():
+            headers[name] = template.render(values)
+        body = patch.body.render(values) if patch and patch.body else step.body
+        out.append((step.index, step.method, url, step.name, sorted(headers.items()), body, step.think, step.at,
+                    step.overlaps, step.skip, patch.variables if patch else (), [v for v, _ in step.extract]))
+    return out
+
+
+def test_a_long_session_is_built_a_run_at_a_time_and_sends_what_it_would_built_whole(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    session = _long_session(1_300)
+    lazy = prepare_session(session, 2.0)
+    steps = lazy.steps
+    assert isinstance(steps, prepared.Steps) and not steps.complete and len(steps) == 1_300
+    # Taken out of order, as overlapping steps and a slice are, before the runs they fall in are built.
+    assert steps[1_299].index == 1_300 and steps[-1] is steps[1_299] and [s.index for s in steps[498:503]] == [
+        499, 500, 501, 502, 503]
+    monkeypatch.setattr(prepared, "STEPS_PER_RUN", 10_000)
+    whole = prepare_session(session, 2.0)
+    assert whole.steps.complete
+    assert steps.complete and _sent(lazy) == _sent(whole)
+    cart = [v for v, c in enumerate(lazy.variables) if c.value == "2"]
+    assert cart and steps[960].patch is not None and steps[960].patch.variables == (0, *cart)
+    assert [v for v, _ in steps[900].extract] == cart  # read from a run built before the one that sends it
+    with pytest.raises(IndexError):
+        steps[1_300]
+
+
+def test_a_long_session_starts_with_its_first_run_of_steps_and_builds_the_rest_while_idle(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(loading, "EAGER_UP_TO_REQUESTS", 10)
+    replay = Replay(Settings(recordings=Path("rec")))
+    replay.load(_workload([_long_session(1_300), _session(1, 3)]))
+    sessions = replay.sessions
+    assert isinstance(sessions, PreparedSessions) and replay.ready.is_set()
+    long = sessions._prepared[0]
+    assert long is not None and not long.steps.complete and sessions.pending == 1
+    gevent.sleep(0.5)  # the background greenlet's turns
+    assert long.steps.complete and sessions.pending == 0

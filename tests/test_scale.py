@@ -200,3 +200,36 @@ def test_a_recording_of_fifty_thousand_requests_replays_with_live_tokens_and_ids
     assert authorized <= _Shop.issued_tokens, "each request carries a token the target issued"
     summary = json.loads(summary_file.read_text())
     assert summary["total"]["failures"] == 0 and summary["sessions"]["completed"] > 2
+
+
+def test_one_long_session_replays_from_its_first_run_of_steps_with_live_tokens_and_ids(tmp_path: Path) -> None:
+    """A long HAR imported whole (one session, past the size prepared before the run): its users
+    start once it is analysed, its steps built a run at a time, and what a later run sends is
+    still what the target handed out in an earlier one."""
+    directory = tmp_path / "one"
+    directory.mkdir()
+    write_recording(directory, 25_000, 25_000)
+    for kept in (_Shop.seen, _Shop.issued_lines, _Shop.issued_tokens):
+        kept.clear()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Shop)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    summary_file = tmp_path / "summary.json"
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "traffic_replay.cli", "run", str(directory), "--host",
+             f"http://127.0.0.1:{server.server_address[1]}", "-u", "1", "-r", "1", "-t", "10s", "--headless",
+             "--speed", "0", "--no-check", "--summary-json", str(summary_file)],
+            capture_output=True, text=True, timeout=120, env={**os.environ, "REPLAY_SECRET_0A1B2C3D": "pw"})
+    finally:
+        server.shutdown()
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "prepared all 1 sessions" in result.stderr
+    seen = _Shop.seen
+    lines = [int(path.rsplit("/", 1)[1]) for method, path, _ in seen if method == "GET"
+             and path.startswith("/api/cart/lines/")]
+    authorized = {auth.removeprefix("Bearer ") for method, path, auth in seen if path != "/api/login"}
+    assert len(seen) > 2_000 and len(lines) > 20, f"the target saw {len(seen)} requests, {len(lines)} cart reads"
+    assert set(lines) <= _Shop.issued_lines and len(_Shop.issued_tokens) == 1, "the lines and token it created"
+    assert authorized == _Shop.issued_tokens
+    summary = json.loads(summary_file.read_text())
+    assert summary["total"]["failures"] == 0
