@@ -7,7 +7,7 @@ recording is prepared as it is used: each session the first time a user takes it
 rest in the background whenever the event loop has nothing else to do (``gevent.idle``).
 A session big enough to hold the loop for long (``EAGER_FROM_REQUESTS``) is analysed before
 the run starts instead, as is everything in a recording small enough to be ready at once;
-its steps are built a run at a time (``replayer.prepared.Steps``), the first before the run,
+its steps are built a run at a time (``replayer.steps.Steps``), the first before the run,
 the rest as its users reach them or in the background, so that a session of a million
 requests starts as soon as its analysis is done.
 """
@@ -104,7 +104,7 @@ class PreparedSessions(Sequence[PreparedSession]):
                     whole: bool = True) -> None:
         """Prepare every session of at least ``big_from`` requests (all of them by default), calling
         ``between`` after each: a worker yields there, so that its heartbeats go on. Not ``whole``:
-        each with only its first run of steps (``replayer.prepared.Steps``), ``prepare_rest`` the rest."""
+        each with only its first run of steps (``replayer.steps.Steps``), ``prepare_rest`` the rest."""
         for i, recorded in enumerate(self._recorded):
             if recorded is not None and recorded.requests >= big_from:
                 self._prepare_at(i)

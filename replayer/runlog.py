@@ -16,7 +16,7 @@ from typing import Any
 import msgspec
 import orjson
 
-from replayer.prepared import Expected, Step
+from replayer.steps import Expected, Step
 from traffic_replay.naming import endpoint_template
 
 SHAPE_CHECKS_PER_SESSION = 500

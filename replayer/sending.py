@@ -36,7 +36,7 @@ from locust.contrib.fasthttp import FAILURE_EXCEPTIONS, FastHttpSession
 from locust.exception import CatchResponseError
 
 from replayer.deadlines import deadlines
-from replayer.prepared import Headers, Step
+from replayer.steps import Headers, Step
 
 _ABSOLUTE = ("http://", "https://")
 _NO_CONTEXT: dict[str, Any] = {}

@@ -25,10 +25,11 @@ from locust.contrib.fasthttp import FastHttpSession
 from locust.exception import CatchResponseError, StopUser
 
 from replayer.loading import Replay
-from replayer.prepared import Headers, PreparedSession, Step, wire
+from replayer.prepared import PreparedSession
 from replayer.receiving import Receiving
 from replayer.runlog import SessionTally
 from replayer.sending import Sender
+from replayer.steps import Headers, Step, wire
 from traffic_replay.correlation import ResponseView
 
 logger = logging.getLogger(__name__)

@@ -11,7 +11,8 @@ import msgspec
 import pytest
 from msgspec.structs import replace
 
-from replayer import loading, prepared
+from replayer import loading
+from replayer import steps as steps_module
 from replayer.loading import PreparedSessions, Replay, prepared_sessions
 from replayer.prepared import PreparedSession, prepare_session
 from traffic_replay.format import Session
@@ -154,11 +155,11 @@ def test_a_long_session_is_built_a_run_at_a_time_and_sends_what_it_would_built_w
     session = _long_session(1_300)
     lazy = prepare_session(session, 2.0)
     steps = lazy.steps
-    assert isinstance(steps, prepared.Steps) and not steps.complete and len(steps) == 1_300
+    assert isinstance(steps, steps_module.Steps) and not steps.complete and len(steps) == 1_300
     # Taken out of order, as overlapping steps and a slice are, before the runs they fall in are built.
     assert steps[1_299].index == 1_300 and steps[-1] is steps[1_299] and [s.index for s in steps[498:503]] == [
         499, 500, 501, 502, 503]
-    monkeypatch.setattr(prepared, "STEPS_PER_RUN", 10_000)
+    monkeypatch.setattr(steps_module, "STEPS_PER_RUN", 10_000)
     whole = prepare_session(session, 2.0)
     assert whole.steps.complete
     assert steps.complete and _sent(lazy) == _sent(whole)

@@ -8,9 +8,9 @@ import sys
 import msgspec
 import pytest
 
-from replayer.prepared import Step
 from replayer.runlog import RunLog
 from replayer.slots import Slots
+from replayer.steps import Step
 
 pytestmark = pytest.mark.timeout(10)
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from replayer.prepared import build_template, prepare_session
-from traffic_replay.correlation import ResponseView, Source, compile_extractor
+from replayer.prepared import prepare_session
+from traffic_replay.correlation import ResponseView, Source, build_template, compile_extractor
 from traffic_replay.hosts import HostMap
 from traffic_replay.specs import parse_host_mapping
 
