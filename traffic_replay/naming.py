@@ -22,7 +22,15 @@ _PLACEHOLDERS: tuple[tuple[re.Pattern[str], str], ...] = (
 )
 
 
+_SHORTEST = 8
+"""Only a number is an id shorter than this (the other placeholders need 8 characters or more): the
+words of a path ("api", "items") are answered without trying every pattern."""
+_NUMBER = _PLACEHOLDERS[0][0].match
+
+
 def segment_template(segment: str) -> str:
+    if len(segment) < _SHORTEST:
+        return "{id}" if _NUMBER(segment) else segment
     for pattern, placeholder in _PLACEHOLDERS:
         if pattern.match(segment):
             return placeholder
