@@ -195,9 +195,11 @@ def _patch(step: Step, request: Request, uses: list[tuple[int, Use, str]], base:
     return Patch(base, path, once(headers), body, once(variables))
 
 
-STEPS_PER_RUN = 500
-"""Steps built at a time, a few tens of milliseconds of work: a long session's first run is built
-before its first request, the others as the replay reaches them or when the process is idle."""
+STEPS_PER_RUN = 100
+"""Steps built at a time: a long session's first run is built before its first request, the others
+as the replay reaches them or when the process is idle. A run holds the event loop meanwhile,
+~3.5 ms for 100 (median; 34 µs a step, ``benchmarks/first_request.py``'s recording): under the
+timing error a replay aims at, where 500 (17 ms) was not."""
 
 
 class Steps(Sequence[Step]):

@@ -118,8 +118,8 @@ def test_a_recorded_session_is_let_go_once_it_is_prepared(monkeypatch: pytest.Mo
 
 
 def _long_session(requests: int) -> Session:
-    """A login's token in every request, and a cart created near the end of each run of steps and
-    read back in the next one: what a run built later must carry over from one built before."""
+    """A login's token in every request, and carts created in one run of steps and read back in a
+    later one: what a run built later must carry over from one built before."""
     steps = [answered(make_request("/login", "POST", offset_ms=0), '{"token": "tok-00042-abcdef"}')]
     auth = [("Authorization", "Bearer tok-00042-abcdef")]
     for k in range(1, requests):
