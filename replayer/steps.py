@@ -225,7 +225,7 @@ class Steps(Sequence[Step]):
     def __getitem__(self, index: int | slice) -> Step | Sequence[Step]:
         built = self._built
         if isinstance(index, slice):
-            self.build(max(index.indices(self._count)[:2]))
+            self.build(max(index.indices(self._count)[:2]) + 1)  # (a step of -1 starts at the larger)
             return built[index]
         if index >= len(built) or index < 0:
             if index < 0:

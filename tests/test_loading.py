@@ -159,6 +159,8 @@ def test_a_long_session_is_built_a_run_at_a_time_and_sends_what_it_would_built_w
     # Taken out of order, as overlapping steps and a slice are, before the runs they fall in are built.
     assert steps[1_299].index == 1_300 and steps[-1] is steps[1_299] and [s.index for s in steps[498:503]] == [
         499, 500, 501, 502, 503]
+    backwards = prepare_session(session, 2.0).steps[700:695:-1]  # (700 is the first of a run)
+    assert [s.index for s in backwards] == [701, 700, 699, 698, 697]
     monkeypatch.setattr(steps_module, "STEPS_PER_RUN", 10_000)
     whole = prepare_session(session, 2.0)
     assert whole.steps.complete
