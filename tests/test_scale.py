@@ -18,7 +18,7 @@ import threading
 import tracemalloc
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import pytest
 
@@ -175,30 +175,39 @@ class _Shop(BaseHTTPRequestHandler):
         self._answer(200, {"items": [], "id": 1})
 
 
-def test_a_recording_of_fifty_thousand_requests_replays_with_live_tokens_and_ids(
-        recording: tuple[Path, int], tmp_path: Path) -> None:
-    """Past the size prepared whole up front (sessions prepared as they are taken): the same replay."""
-    directory, _ = recording
+def _replay_against_the_shop(directory: Path, tmp_path: Path, users: int, seconds: int,
+                             ) -> tuple[subprocess.CompletedProcess[str], dict[str, Any], list[int], set[str]]:
+    """A real ``replay run`` of ``directory`` against a fresh ``_Shop`` on 127.0.0.1: the run, its summary,
+    the cart lines it read back and the tokens it sent."""
+    for kept in (_Shop.seen, _Shop.issued_lines, _Shop.issued_tokens):
+        kept.clear()
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Shop)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     summary_file = tmp_path / "summary.json"
     try:
         result = subprocess.run(
             [sys.executable, "-m", "traffic_replay.cli", "run", str(directory), "--host",
-             f"http://127.0.0.1:{server.server_address[1]}", "-u", "4", "-r", "4", "-t", "8s", "--headless",
-             "--speed", "0", "--no-check", "--summary-json", str(summary_file)],
+             f"http://127.0.0.1:{server.server_address[1]}", "-u", str(users), "-r", str(users), "-t", f"{seconds}s",
+             "--headless", "--speed", "0", "--no-check", "--summary-json", str(summary_file)],
             capture_output=True, text=True, timeout=120, env={**os.environ, "REPLAY_SECRET_0A1B2C3D": "pw"})
     finally:
         server.shutdown()
     assert result.returncode == 0, result.stderr[-3000:]
-    seen = _Shop.seen
-    reads = [int(path.rsplit("/", 1)[1]) for method, path, _ in seen if method == "GET"
+    lines = [int(path.rsplit("/", 1)[1]) for method, path, _ in _Shop.seen if method == "GET"
              and path.startswith("/api/cart/lines/")]
-    authorized = {auth.removeprefix("Bearer ") for method, path, auth in seen if path != "/api/login"}
+    authorized = {auth.removeprefix("Bearer ") for _, path, auth in _Shop.seen if path != "/api/login"}
+    return result, json.loads(summary_file.read_text()), lines, authorized
+
+
+def test_a_recording_of_fifty_thousand_requests_replays_with_live_tokens_and_ids(
+        recording: tuple[Path, int], tmp_path: Path) -> None:
+    """Past the size prepared whole up front (sessions prepared as they are taken): the same replay."""
+    directory, _ = recording
+    _, summary, reads, authorized = _replay_against_the_shop(directory, tmp_path, users=4, seconds=8)
+    seen = _Shop.seen
     assert len(seen) > 200 and reads, f"the target saw {len(seen)} requests"
     assert set(reads) <= _Shop.issued_lines, "each cart line read back is one the target created"
     assert authorized <= _Shop.issued_tokens, "each request carries a token the target issued"
-    summary = json.loads(summary_file.read_text())
     assert summary["total"]["failures"] == 0 and summary["sessions"]["completed"] > 2
 
 
@@ -209,27 +218,10 @@ def test_one_long_session_replays_from_its_first_run_of_steps_with_live_tokens_a
     directory = tmp_path / "one"
     directory.mkdir()
     write_recording(directory, 25_000, 25_000)
-    for kept in (_Shop.seen, _Shop.issued_lines, _Shop.issued_tokens):
-        kept.clear()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Shop)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    summary_file = tmp_path / "summary.json"
-    try:
-        result = subprocess.run(
-            [sys.executable, "-m", "traffic_replay.cli", "run", str(directory), "--host",
-             f"http://127.0.0.1:{server.server_address[1]}", "-u", "1", "-r", "1", "-t", "10s", "--headless",
-             "--speed", "0", "--no-check", "--summary-json", str(summary_file)],
-            capture_output=True, text=True, timeout=120, env={**os.environ, "REPLAY_SECRET_0A1B2C3D": "pw"})
-    finally:
-        server.shutdown()
-    assert result.returncode == 0, result.stderr[-3000:]
+    result, summary, lines, authorized = _replay_against_the_shop(directory, tmp_path, users=1, seconds=10)
     assert "prepared all 1 sessions" in result.stderr
     seen = _Shop.seen
-    lines = [int(path.rsplit("/", 1)[1]) for method, path, _ in seen if method == "GET"
-             and path.startswith("/api/cart/lines/")]
-    authorized = {auth.removeprefix("Bearer ") for method, path, auth in seen if path != "/api/login"}
     assert len(seen) > 2_000 and len(lines) > 20, f"the target saw {len(seen)} requests, {len(lines)} cart reads"
     assert set(lines) <= _Shop.issued_lines and len(_Shop.issued_tokens) == 1, "the lines and token it created"
     assert authorized == _Shop.issued_tokens
-    summary = json.loads(summary_file.read_text())
     assert summary["total"]["failures"] == 0
