@@ -29,7 +29,7 @@ from replayer.runlog import RunLog
 from traffic_replay.correlation import forget_recording
 from traffic_replay.correlation.cache import AnalysisCache
 from traffic_replay.errors import ConfigError
-from traffic_replay.format import file_digest, uncollected
+from traffic_replay.format import uncollected
 from traffic_replay.hosts import HostMap
 from traffic_replay.naming import StatsNamer
 from traffic_replay.packing import Packed, Unpacker
@@ -193,8 +193,8 @@ def prepared_sessions(workload: Workload, host: str | None = None) -> PreparedSe
     cache = AnalysisCache.of(settings) if correlate else AnalysisCache(None)
 
     def prepare(packed: Packed) -> PreparedSession:
-        session, raw = unpack.read(packed)
-        detected = cache.analyse(session, file_digest(raw)).correlations if cache.directory is not None else None
+        session = unpack(packed)
+        detected = cache.analyse(session, packed.digest).correlations if cache.directory is not None else None
         return prepare_session(session, speed, hosts, correlate, rules, data_map, environ=secrets, namer=namer,
                                detected=detected)
     return PreparedSessions(workload.sessions, prepare)

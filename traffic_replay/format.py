@@ -249,7 +249,8 @@ def _by_line(raw: bytes, shared: Shared) -> Session | None:
 _TAIL = b"\n]}\n"
 
 
-def _read(path: Path) -> bytes:
+def read_session_bytes(path: Path) -> bytes:
+    """A session file's bytes, not yet checked; ``SessionFileError`` if it cannot be read."""
     try:
         return read_regular(path, "a session file")
     except OSError as e:
@@ -285,9 +286,14 @@ def decode_session(raw: bytes, shared: Shared) -> Session:
 def read_session(path: Path, shared: Shared | None = None) -> tuple[Session, bytes]:
     """Read and validate one session file: the session and the file's bytes; ``SessionFileError`` naming the
     field at fault."""
-    raw = _read(path)
+    raw = read_session_bytes(path)
+    return checked_session(path, raw, shared or Shared()), raw
+
+
+def checked_session(path: Path, raw: bytes, shared: Shared) -> Session:
+    """The bytes read from ``path`` as a session (``decode_session``), or ``SessionFileError`` naming the field."""
     try:
-        return decode_session(raw, shared or Shared()), raw
+        return decode_session(raw, shared)
     except msgspec.MsgspecError as e:
         raise SessionFileError(path, _wrong_version(raw) or describe_error(e)) from e
     except ValueError as e:  # what Shared refuses

@@ -60,6 +60,11 @@ class StatsNamer:
         self._names: dict[str, str] = {}
         """One object per name: a prepared step holds its name, and a million steps have a few dozen."""
 
+    @property
+    def key(self) -> str:
+        """Its configuration in one string: two namers of the same key name every path alike."""
+        return "\0".join([self.mode, *(f"{pattern.pattern}\0{name}" for pattern, name in self.patterns)])
+
     def __call__(self, path: str) -> str:
         name = self._name(path)
         return self._names.setdefault(name, name)

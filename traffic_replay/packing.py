@@ -30,22 +30,20 @@ from typing import overload
 
 import msgspec
 
-from traffic_replay.correlation import Rule
-from traffic_replay.correlation.secrets import Secret, needed_secrets
+from traffic_replay.correlation.secrets import Secret
 from traffic_replay.errors import RecordingError, SessionFileError
 from traffic_replay.fanout import cores
 from traffic_replay.format import (
     Session,
     decode_session,
     dump_session,
-    read_session,
+    file_digest,
     refuse_unusable,
     session_files,
     uncollected,
 )
-from traffic_replay.hosts import host_key
-from traffic_replay.naming import StatsNamer
-from traffic_replay.recorded import Durations, add_durations, recorded_endpoints
+from traffic_replay.readings import Look, read_file
+from traffic_replay.recorded import Durations
 from traffic_replay.sharing import Shared
 
 __all__ = ["FORK_FROM_BYTES", "Look", "Packed", "Packing", "Probing", "Recorded", "Unpacker", "pack", "read_packed"]
@@ -69,23 +67,26 @@ class Packed(msgspec.Struct, array_like=True, frozen=True, gc=False):
     """How many requests it has (a session without any is never replayed)."""
     data: memoryview
     """zlib of the session file as it was read and validated (a view: of the payload, where it was received)."""
+    digest: str
+    """``format.file_digest`` of the file: what the cache knows its analysis by, without its bytes."""
 
 
 def pack(sessions: Sequence[Session]) -> list[Packed]:
     """Sessions made in code, packed as if read from the files ``format.write_session`` writes."""
-    return _packed([(s.id, s.name, s.weight, s.started_at, len(s.requests), zlib.compress(dump_session(s), LEVEL))
-                    for s in sessions])
+    return _packed([(s.id, s.name, s.weight, s.started_at, len(s.requests), zlib.compress(raw, LEVEL), file_digest(raw))
+                    for s in sessions for raw in [dump_session(s)]])
 
 
-_Read = tuple[str, str, float, datetime, int, bytes]
-"""A session as it was read: its head, its start as recorded, and its packed bytes (a memoryview does not pickle)."""
+_Read = tuple[str, str, float, datetime, int, bytes, str]
+"""A session as it was read: its head, its start as recorded, its packed bytes (a memoryview does not pickle)
+and its file's digest."""
 
 
 def _packed(read: list[_Read]) -> list[Packed]:
     # Each start after the first start of a session that is replayed, as ``replayer.prepared.starts`` counts.
-    first = min((start for _, _, _, start, requests, _ in read if requests), default=None)
+    first = min((start for _, _, _, start, requests, _, _ in read if requests), default=None)
     return [Packed(i, name, weight, (start - first).total_seconds() if first is not None and requests else 0.0,
-                   requests, memoryview(data)) for i, name, weight, start, requests, data in read]
+                   requests, memoryview(data), digest) for i, name, weight, start, requests, data, digest in read]
 
 
 class Unpacker:
@@ -141,22 +142,6 @@ class Recorded(Sequence[Session]):
 
 
 @dataclass(frozen=True, slots=True)
-class Look:
-    """What to work out of each session as it is read, besides its head (the settings' part of it)."""
-
-    correlate: bool = True
-    rules: Sequence[Rule] = ()
-    data_map: dict[str, str] = field(default_factory=dict)
-    """Recorded value -> ``--data`` column: a secret a column supplies is no missing one."""
-    namer: StatsNamer | None = None
-    """Set when a threshold names an endpoint: the recording's endpoints, named as the replay names them."""
-    probe: Callable[[Session], tuple[frozenset[str], frozenset[str]]] | None = None
-    """Set for a preflight check (``checks.probe_hosts``): which sessions it may find a probe in."""
-    timed: StatsNamer | None = None
-    """Set to collect each endpoint's recorded durations (the summary's recorded latency), named so."""
-
-
-@dataclass(frozen=True, slots=True)
 class Probing:
     """What the preflight check needs of a recording, worked out as it was read (``Look.probe``)."""
 
@@ -203,22 +188,21 @@ def _read_part(files: Sequence[Path], look: Look) -> _Part:
     with uncollected(freeze=False):
         for path in files:
             try:
-                session, raw = read_session(path, shared)
+                found, raw, digest = read_file(path, look, shared)
             except SessionFileError as e:
                 bad.append((str(e.path), e.detail))
                 continue
-            hosts.update(host_key(r) for r in session.requests)
-            secrets += needed_secrets([session], look.correlate, look.rules, look.data_map)
+            hosts.update(dict(found.hosts))
+            secrets += found.needed()
             if look.namer is not None:
-                endpoints |= recorded_endpoints([session], look.namer)
+                endpoints.update(found.endpoints or ())
             if look.timed is not None:
-                add_durations([session], look.timed, durations)
-            if look.probe is not None:
-                got, probed = look.probe(session)
-                gets |= got
-                maybe.append(probed)
-            packed.append((session.id, session.name, session.weight, session.started_at, len(session.requests),
-                           zlib.compress(raw, LEVEL)))
+                found.add_durations(durations)
+            if look.probe is not None and found.probe is not None:
+                gets.update(found.probe[0])
+                maybe.append(frozenset(found.probe[1]))
+            packed.append((found.id, found.name, found.weight, found.started_at, found.requests,
+                           zlib.compress(raw, LEVEL), digest))
     return packed, bad, hosts, secrets, endpoints, gets, maybe, durations
 
 
@@ -275,7 +259,7 @@ def read_packed(directory: Path, look: Look, skip_bad: bool = False, fork: bool 
             _work = None
     read = [session for part in parts for session in part[0]]
     skipped = [SessionFileError(path, detail) for part in parts for path, detail in part[1]]
-    refuse_unusable(directory, skipped, [requests for _, _, _, _, requests, _ in read], skip_bad)
+    refuse_unusable(directory, skipped, [requests for _, _, _, _, requests, _, _ in read], skip_bad)
     hosts = Counter[str]()
     for part in parts:
         hosts.update(part[2])

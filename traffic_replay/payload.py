@@ -25,6 +25,7 @@ import orjson
 from pydantic import TypeAdapter
 
 from traffic_replay.correlation import Rule, load_rules
+from traffic_replay.correlation.cache import AnalysisCache
 from traffic_replay.correlation.secrets import describe_missing, missing_secrets
 from traffic_replay.errors import ConfigError, PayloadError, ReplayError, SessionFileError, report_skipped
 from traffic_replay.format import Session
@@ -36,7 +37,7 @@ from traffic_replay.settings import Settings
 from traffic_replay.thresholds import unknown_selectors
 from traffic_replay.userdata import columns_by_recorded, load_rows
 
-PAYLOAD_VERSION = 3
+PAYLOAD_VERSION = 4
 SECRET_PREFIX = "REPLAY_SECRET_"
 
 _RULES = TypeAdapter(list[Rule])
@@ -184,7 +185,7 @@ def read_workload(settings: Settings, environ: Mapping[str, str] = os.environ, f
         probe = probe_hosts
     namer = _namer(settings)
     look = Look(settings.correlate, rules, columns_by_recorded(settings.data_map), namer if selectors else None,
-                probe, timed=namer)
+                probe, timed=namer, cache=AnalysisCache.of(settings, environ).directory)
     recordings = read_packed(settings.recordings, look, settings.skip_bad, fork)
     report_skipped(recordings.skipped)  # here, where they are read: once, whichever process reads them
     if unreadable is not None:
