@@ -18,7 +18,8 @@ read from the kernel (``wait4``):
   total size of the recorded bodies (the SPEC: at most twice that plus a fixed overhead);
   then, for a recording large enough to be prepared as it is used (``replayer.loading``), the
   seconds until its log says every session is prepared, and the resident memory at that point;
-  once with ``--no-cache`` (detection in the replay), once with what the inspects remembered;
+  once with ``--no-cache`` (detection in the replay), once with what the inspects remembered,
+  and once more with what that run remembered of reading the files (``traffic_replay.readings``);
 - bytes on disk per request, as written (compact) and as the indented JSON of before.
 
 SPEC: 1,000,000 requests inspect in at most 10 s and 1.5 GB, first request within 20 s,
@@ -230,8 +231,10 @@ def main() -> int:
     opts = parser.parse_args()
     print("| shape | requests | MiB on disk | B/request (indented before) | bodies MiB | inspect s | inspect MiB "
           "| again s | again MiB | --json again s | --json MiB | first request s | RSS MiB then | all prepared s "
-          "| RSS MiB then | remembered: first request s | RSS MiB then | all prepared s | RSS MiB then |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+          "| RSS MiB then | remembered: first request s | RSS MiB then | all prepared s | RSS MiB then "
+          "| run again: first request s | RSS MiB then | all prepared s | RSS MiB then |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:"
+          "|---:|---:|---:|---:|")
     nan = float("nan")
     skipped = (nan, nan, 0)
     not_run = (nan, None, nan, None)
@@ -246,15 +249,16 @@ def main() -> int:
                                            (measured([REPLAY, "inspect", *flags, tmp], opts.timeout)
                                             for flags in ([], [], ["--json"])))
                 if opts.skip_run:
-                    cold = warm = not_run
+                    cold = warm = rerun = not_run
                 else:
                     cold = first_request(directory, size, opts.timeout, cache=False)
                     warm = first_request(directory, size, opts.timeout)  # (what inspect left; else the run before)
+                    rerun = first_request(directory, size, opts.timeout)  # (what the run before read, remembered)
                 print(f"| {shape} | {size:,} | {written / 2**20:.0f} | {written / size:.0f} ({indented / size:.0f}) "
                       f"| {bodies / 2**20:.0f} | {inspect[0]:.1f} | {inspect[1]:.0f} | {again[0]:.1f} "
                       f"| {again[1]:.0f} | {as_json[0]:.1f} | {as_json[1]:.0f} "
                       + " ".join(f"| {first:.1f} | {_mib(rss)} | {ready:.1f} | {_mib(rss_ready)}"
-                                 for first, rss, ready, rss_ready in (cold, warm)) + " |", flush=True)
+                                 for first, rss, ready, rss_ready in (cold, warm, rerun)) + " |", flush=True)
                 if inspect[2] or again[2] or as_json[2]:
                     print(f"  (exit codes: inspect {inspect[2]}, again {again[2]}, --json {as_json[2]})", flush=True)
     return 0

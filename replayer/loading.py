@@ -26,10 +26,10 @@ from gevent.event import Event
 
 from replayer.prepared import PreparedSession, prepare_session
 from replayer.runlog import RunLog
-from traffic_replay.correlation import forget_recording
+from traffic_replay.correlation import Correlation, forget_recording
 from traffic_replay.correlation.cache import AnalysisCache
 from traffic_replay.errors import ConfigError
-from traffic_replay.format import uncollected
+from traffic_replay.format import Session, uncollected
 from traffic_replay.hosts import HostMap
 from traffic_replay.naming import StatsNamer
 from traffic_replay.packing import Packed, Unpacker
@@ -193,10 +193,22 @@ def prepared_sessions(workload: Workload, host: str | None = None) -> PreparedSe
     cache = AnalysisCache.of(settings) if correlate else AnalysisCache(None)
 
     def prepare(packed: Packed) -> PreparedSession:
-        session = unpack(packed)
-        detected = cache.analyse(session, packed.digest).correlations if cache.directory is not None else None
+        session, detected = _piecewise(packed) if not rules and not data_map else (None, None)
+        if session is None:
+            session = unpack(packed)
+            detected = cache.analyse(session, packed.digest).correlations if cache.directory is not None else None
         return prepare_session(session, speed, hosts, correlate, rules, data_map, environ=secrets, namer=namer,
                                detected=detected)
+
+    def _piecewise(packed: Packed) -> tuple[Session | None, list[Correlation] | None]:
+        # Decoded as its steps are built, when nothing needs it whole first: detection (unless it is
+        # remembered), rules, data columns (``traffic_replay.piecewise``).
+        if not packed.marks:
+            return None, None
+        analysis = cache.remembered(packed.digest, packed.requests) if correlate else None
+        if correlate and analysis is None:
+            return None, None
+        return unpack.piecewise(packed), analysis.correlations if analysis is not None else None
     return PreparedSessions(workload.sessions, prepare)
 
 

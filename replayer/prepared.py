@@ -17,6 +17,7 @@ from traffic_replay.correlation.secrets import session_secrets
 from traffic_replay.format import Session
 from traffic_replay.hosts import HostMap
 from traffic_replay.naming import StatsNamer
+from traffic_replay.piecewise import Requests
 from traffic_replay.redacted import secret_env_name, secret_from_env
 
 
@@ -53,7 +54,9 @@ def _seeded(session: Session, correlations: list[Correlation], data_map: dict[st
             variables.append(Correlation(recorded, uses=uses, rule=f"data:{column}"))
     # The decision `read_workload` made before the run started (it refuses a missing secret);
     # here it picks each secret's value, and still guards a payload built without that check.
-    for secret in session_secrets(session, correlations, data_map):
+    requests = session.requests
+    steps = requests.placeholder_steps() if isinstance(requests, Requests) else None
+    for secret in session_secrets(session, correlations, data_map, steps):
         value = secret_from_env(secret.placeholder, environ)
         if value is None:
             missing.append(secret.placeholder)

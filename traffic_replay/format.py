@@ -227,8 +227,8 @@ def _by_line(raw: bytes, shared: Shared) -> Session | None:
     the result is the whole-file decoding's; anything else (another layout, an error) gets
     the whole-file decoding and its error message.
     """
-    first, end = raw.find(b"\n"), len(raw) - len(_TAIL)
-    if not raw.endswith(_TAIL) or not raw[:first].endswith(b'"requests":[') or first + 1 > end:
+    first, end = raw.find(b"\n"), len(raw) - len(LINES_TAIL)
+    if not raw.endswith(LINES_TAIL) or not raw[:first].endswith(LINES_HEAD_END) or first + 1 > end:
         return None
     view, at = memoryview(raw), first + 1
     requests: list[Request] = []
@@ -246,7 +246,10 @@ def _by_line(raw: bytes, shared: Shared) -> Session | None:
     return head
 
 
-_TAIL = b"\n]}\n"
+LINES_HEAD_END = b'"requests":['
+"""How the first line of the layout ``dump_session`` writes ends: one request per line follows."""
+LINES_TAIL = b"\n]}\n"
+"""How a file in that layout ends, after its last request line."""
 
 
 def read_session_bytes(path: Path) -> bytes:

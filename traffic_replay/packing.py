@@ -30,6 +30,7 @@ from typing import overload
 
 import msgspec
 
+from traffic_replay import piecewise
 from traffic_replay.correlation.secrets import Secret
 from traffic_replay.errors import RecordingError, SessionFileError
 from traffic_replay.fanout import cores
@@ -69,24 +70,28 @@ class Packed(msgspec.Struct, array_like=True, frozen=True, gc=False):
     """zlib of the session file as it was read and validated (a view: of the payload, where it was received)."""
     digest: str
     """``format.file_digest`` of the file: what the cache knows its analysis by, without its bytes."""
+    marks: list[int]
+    """For a long session, where each piece of ``data`` starts (``traffic_replay.piecewise``); else empty."""
 
 
 def pack(sessions: Sequence[Session]) -> list[Packed]:
     """Sessions made in code, packed as if read from the files ``format.write_session`` writes."""
-    return _packed([(s.id, s.name, s.weight, s.started_at, len(s.requests), zlib.compress(raw, LEVEL), file_digest(raw))
+    return _packed([(s.id, s.name, s.weight, s.started_at, len(s.requests),
+                     *piecewise.compress(raw, LEVEL, len(s.requests)), file_digest(raw))
                     for s in sessions for raw in [dump_session(s)]])
 
 
-_Read = tuple[str, str, float, datetime, int, bytes, str]
+_Read = tuple[str, str, float, datetime, int, bytes, list[int], str]
 """A session as it was read: its head, its start as recorded, its packed bytes (a memoryview does not pickle)
-and its file's digest."""
+with their marks, and its file's digest."""
 
 
 def _packed(read: list[_Read]) -> list[Packed]:
     # Each start after the first start of a session that is replayed, as ``replayer.prepared.starts`` counts.
-    first = min((start for _, _, _, start, requests, _, _ in read if requests), default=None)
+    first = min((start for _, _, _, start, requests, *_ in read if requests), default=None)
     return [Packed(i, name, weight, (start - first).total_seconds() if first is not None and requests else 0.0,
-                   requests, memoryview(data), digest) for i, name, weight, start, requests, data, digest in read]
+                   requests, memoryview(data), digest, marks)
+            for i, name, weight, start, requests, data, marks, digest in read]
 
 
 class Unpacker:
@@ -104,6 +109,10 @@ class Unpacker:
 
     def __call__(self, packed: Packed) -> Session:
         return self.read(packed)[0]
+
+    def piecewise(self, packed: Packed) -> Session | None:
+        """The session with its requests decoded as they are taken, if it was packed in pieces; else None."""
+        return piecewise.session(packed.data, packed.marks, packed.requests, self.shared) if packed.marks else None
 
     def read(self, packed: Packed) -> tuple[Session, bytes]:
         """The session, and the bytes of its file (what ``format.file_digest`` knows it by)."""
@@ -202,7 +211,7 @@ def _read_part(files: Sequence[Path], look: Look) -> _Part:
                 gets.update(found.probe[0])
                 maybe.append(frozenset(found.probe[1]))
             packed.append((found.id, found.name, found.weight, found.started_at, found.requests,
-                           zlib.compress(raw, LEVEL), digest))
+                           *piecewise.compress(raw, LEVEL, found.requests), digest))
     return packed, bad, hosts, secrets, endpoints, gets, maybe, durations
 
 
@@ -259,7 +268,7 @@ def read_packed(directory: Path, look: Look, skip_bad: bool = False, fork: bool 
             _work = None
     read = [session for part in parts for session in part[0]]
     skipped = [SessionFileError(path, detail) for part in parts for path, detail in part[1]]
-    refuse_unusable(directory, skipped, [requests for _, _, _, _, requests, _, _ in read], skip_bad)
+    refuse_unusable(directory, skipped, [requests for _, _, _, _, requests, *_ in read], skip_bad)
     hosts = Counter[str]()
     for part in parts:
         hosts.update(part[2])

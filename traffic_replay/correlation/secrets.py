@@ -49,18 +49,26 @@ def _sent(request: Request) -> set[str]:
             for m in PLACEHOLDER.finditer(unquote_plus(text))}
 
 
-def _sent_by(session: Session) -> list[set[str]]:
-    return [_sent(r) for r in session.requests]
+def _sent_by(requests: Sequence[tuple[int, Request]]) -> dict[int, set[str]]:
+    """The placeholders each request sends, by step, for those that send any."""
+    return {step: sent for step, request in requests if (sent := _sent(request))}
+
+
+def _requests(session: Session, steps: Iterable[int] | None) -> list[tuple[int, Request]]:
+    """(step, request) for ``steps`` (all by default): each request taken once, for a session decoded as its
+    requests are taken (``traffic_replay.piecewise``)."""
+    requests = session.requests
+    return list(enumerate(requests)) if steps is None else [(step, requests[step]) for step in steps]
 
 
 # A placeholder as an answer may spell it: JSON escapes (ensure_ascii) or HTML entities for « ».
 _SPELLED = re.compile(r"\\u00ab|\\u00bb|&laquo;|&raquo;|&#171;|&#187;|&#x[aA][bB];|&#x[bB][bB];", re.IGNORECASE)
 
 
-def _handed_out(session: Session) -> set[str]:
+def _handed_out(requests: Sequence[tuple[int, Request]]) -> set[str]:
     """Placeholders some recorded response has: server-issued values, redacted at record time."""
     found: set[str] = set()
-    for request in session.requests:
+    for _, request in requests:
         response = request.response
         if response is None:
             continue
@@ -82,16 +90,21 @@ def _uses(session: Session, value: str) -> list[Use]:
 
 
 def session_secrets(session: Session, correlations: Sequence[Correlation],
-                    data_map: Mapping[str, str] | None = None, sent_by: list[set[str]] | None = None) -> list[Secret]:
+                    data_map: Mapping[str, str] | None = None, steps: Iterable[int] | None = None) -> list[Secret]:
     """The secrets ``session`` needs, by placeholder; ``correlations`` as the replay has them.
 
     ``correlations`` are the session's detected ones with the rules applied (none with
     correlation off); ``data_map`` is ``--data-map`` as {recorded value: column}. A data-mapped
-    placeholder counts as supplied only where it is sent, as the replay fills it. ``sent_by``:
-    the placeholders each request sends, when the caller has them already.
+    placeholder counts as supplied only where it is sent, as the replay fills it. ``steps``:
+    the only requests that may hold a placeholder (``piecewise.Requests.placeholder_steps``),
+    when the caller knows them: the others are not looked at.
     """
-    data_map = data_map or {}
-    sent_by = sent_by if sent_by is not None else _sent_by(session)
+    return _secrets(session, _requests(session, steps), correlations, data_map or {})
+
+
+def _secrets(session: Session, requests: Sequence[tuple[int, Request]], correlations: Sequence[Correlation],
+             data_map: Mapping[str, str], sent_by: dict[int, set[str]] | None = None) -> list[Secret]:
+    sent_by = sent_by if sent_by is not None else _sent_by(requests)
     variables = [c for c in correlations if c.value not in data_map]
     for recorded in data_map:
         uses = _uses(session, recorded)
@@ -100,11 +113,11 @@ def session_secrets(session: Session, correlations: Sequence[Correlation],
     # A placeholder that a correlation replaces (its value, or the text a rule injects over) has a live source.
     sourced = {c.value for c in variables} | {u.recorded for c in variables for u in c.uses if u.recorded}
     # A placeholder some response handed out is a server-issued token, not the user's secret.
-    sourced |= _handed_out(session)
-    needed = sorted(set().union(*sent_by) - sourced)
-    requests = session.requests
+    sourced |= _handed_out(requests)
+    needed = sorted(set().union(*sent_by.values()) - sourced)
+    at = dict(requests) if needed else {}
     return [Secret(p, secret_env_name(p), session.name,
-                   tuple(u for step, sent in enumerate(sent_by) if p in sent for u in uses_in(requests[step], step, p)))
+                   tuple(u for step, sent in sent_by.items() if p in sent for u in uses_in(at[step], step, p)))
             for p in needed]
 
 
@@ -117,14 +130,15 @@ def needed_secrets(sessions: Iterable[Session], correlate: bool = True, rules: S
     """
     found: list[Secret] = []
     for session in sessions:
-        sent_by = _sent_by(session)
-        sent = set().union(*sent_by)
-        if not sent or not sent - _handed_out(session):
+        requests = _requests(session, None)
+        sent_by = _sent_by(requests)
+        sent = set().union(*sent_by.values())
+        if not sent or not sent - _handed_out(requests):
             continue
         # A detected correlation sources a placeholder only when an answer has it, which
         # ``_handed_out`` sees without detection; a rule may inject over one wherever it likes.
         correlations = apply_rules(session, list(rules), detect(session)) if correlate and rules else []
-        found += session_secrets(session, correlations, data_map, sent_by)
+        found += _secrets(session, requests, correlations, data_map or {}, sent_by)
     return found
 
 
