@@ -17,7 +17,6 @@ that could spell it (``Requests.placeholder_steps``).
 
 from __future__ import annotations
 
-import re
 import zlib
 from collections.abc import Iterator, Sequence
 from typing import overload
@@ -36,7 +35,11 @@ PIECEWISE_FROM = 2_000
 
 _HEAD = msgspec.json.Decoder(Session)
 _REQUEST = msgspec.json.Decoder(Request)
-_MAYBE_PLACEHOLDER = re.compile(rb"redacted|\\u")
+
+
+def _may_hold_placeholder(text: bytes) -> bool:
+    # Two plain searches, not a regex alternation: over 100 MB of pieces 0.07 s against 0.8 s.
+    return b"redacted" in text or b"\\u" in text
 
 
 def compress(raw: bytes, level: int, requests: int) -> tuple[bytes, list[int]]:
@@ -129,8 +132,8 @@ class Requests(Sequence[Request]):
         found: list[int] = []
         for number in range(1, len(self._marks)):
             text = self.piece(number)
-            if _MAYBE_PLACEHOLDER.search(text):
+            if _may_hold_placeholder(text):
                 first = (number - 1) * LINES_PER_PIECE
                 found += [first + n for n, line in enumerate(self._split(number, text))
-                          if _MAYBE_PLACEHOLDER.search(line)]
+                          if _may_hold_placeholder(line)]
         return found
