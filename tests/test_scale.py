@@ -225,3 +225,12 @@ def test_one_long_session_replays_from_its_first_run_of_steps_with_live_tokens_a
     assert set(lines) <= _Shop.issued_lines and len(_Shop.issued_tokens) == 1, "the lines and token it created"
     assert authorized == _Shop.issued_tokens
     assert summary["total"]["failures"] == 0
+    # Run again: the analysis and the reading are remembered now, so the command decodes nothing and the
+    # replay decodes the session a piece at a time (``traffic_replay.piecewise``); it must send the same.
+    cache = Path(os.environ["XDG_CACHE_HOME"]) / "traffic-replay"
+    assert list(cache.glob("read/*/*.msgpack")) and list(cache.glob("analysis/*/*.json"))
+    result, summary, lines, authorized = _replay_against_the_shop(directory, tmp_path, users=1, seconds=10)
+    assert "prepared all 1 sessions" in result.stderr
+    assert len(_Shop.seen) > 2_000 and len(lines) > 20, f"the target saw {len(_Shop.seen)} requests"
+    assert set(lines) <= _Shop.issued_lines and len(_Shop.issued_tokens) == 1
+    assert authorized == _Shop.issued_tokens and summary["total"]["failures"] == 0
