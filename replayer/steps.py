@@ -14,7 +14,6 @@ import orjson
 
 from traffic_replay.correlation import (
     ENCODERS,
-    Correlation,
     Extractor,
     Source,
     Template,
@@ -22,6 +21,7 @@ from traffic_replay.correlation import (
     build_template,
     compile_extractor,
 )
+from traffic_replay.correlation.bystep import ByStep
 from traffic_replay.correlation.template import Leaf, Needle, Span, json_template
 from traffic_replay.format import Request, Session
 from traffic_replay.hosts import HostMap, unreplayable
@@ -259,27 +259,24 @@ class Steps(Sequence[Step]):
 class StepBuilder:
     """What building a session's steps needs, held while some are left to build."""
 
-    __slots__ = ("requests", "name", "speed", "hosts", "namer", "uses_at", "sources_at", "once", "previous_end")
+    __slots__ = ("requests", "name", "speed", "hosts", "namer", "variables", "uses_at", "sources_at", "once",
+                 "previous_end")
 
     def __init__(self, session: Session, speed: float, hosts: HostMap | None, namer: StatsNamer,
-                 correlations: list[Correlation]) -> None:
+                 variables: ByStep) -> None:
         self.requests = session.requests
         self.name = session.name
         self.speed = speed
         self.hosts = hosts
         self.namer = namer
-        # Indexed by step once, so that building each step does not walk every correlation.
-        self.uses_at: dict[int, list[tuple[int, Use, str]]] = {}
+        self.variables = variables
+        self.uses_at: dict[int, list[tuple[int, Use, str]]] = {}  # (of the run being built)
         self.sources_at: dict[int, list[tuple[int, Source]]] = {}
-        for var, c in enumerate(correlations):
-            for use in c.uses:
-                self.uses_at.setdefault(use.step, []).append((var, use, c.value))
-            for source in c.sources:
-                self.sources_at.setdefault(source.step, []).append((var, source))
         self.once = _Once()
         self.previous_end: float | None = None
 
     def __call__(self, start: int, stop: int) -> list[Step]:
+        self.uses_at, self.sources_at = self.variables.at(start, stop)
         return [self._step(i, self.requests[i]) for i in range(start, stop)]
 
     def _step(self, position: int, request: Request) -> Step:
