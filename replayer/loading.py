@@ -27,6 +27,7 @@ from gevent.event import Event
 from replayer.prepared import PreparedSession, prepare_session
 from replayer.runlog import RunLog
 from traffic_replay.correlation import Correlation, forget_recording
+from traffic_replay.correlation.bystep import ByStep
 from traffic_replay.correlation.cache import AnalysisCache
 from traffic_replay.errors import ConfigError
 from traffic_replay.format import Session, uncollected
@@ -193,6 +194,7 @@ def prepared_sessions(workload: Workload, host: str | None = None) -> PreparedSe
     cache = AnalysisCache.of(settings) if correlate else AnalysisCache(None)
 
     def prepare(packed: Packed) -> PreparedSession:
+        detected: list[Correlation] | ByStep | None
         session, detected = _piecewise(packed) if not rules and not data_map else (None, None)
         if session is None:
             session = unpack(packed)
@@ -200,15 +202,16 @@ def prepared_sessions(workload: Workload, host: str | None = None) -> PreparedSe
         return prepare_session(session, speed, hosts, correlate, rules, data_map, environ=secrets, namer=namer,
                                detected=detected)
 
-    def _piecewise(packed: Packed) -> tuple[Session | None, list[Correlation] | None]:
+    def _piecewise(packed: Packed) -> tuple[Session | None, ByStep | None]:
         # Decoded as its steps are built, when nothing needs it whole first: detection (unless it is
-        # remembered), rules, data columns (``traffic_replay.piecewise``).
+        # remembered), rules, data columns (``traffic_replay.piecewise``); its correlations read a
+        # block of steps at a time too (``correlation.bystep``).
         if not packed.marks:
             return None, None
-        analysis = cache.remembered(packed.digest, packed.requests) if correlate else None
-        if correlate and analysis is None:
+        by_step = cache.by_step(packed.digest, packed.requests) if correlate else None
+        if correlate and by_step is None:
             return None, None
-        return unpack.piecewise(packed), analysis.correlations if analysis is not None else None
+        return unpack.piecewise(packed), by_step
     return PreparedSessions(workload.sessions, prepare)
 
 

@@ -21,8 +21,11 @@ import msgspec
 
 import traffic_replay.format as session_format
 from traffic_replay.cachedir import CacheDir, default_directory, source_fingerprint
+from traffic_replay.correlation import bystep
+from traffic_replay.correlation.bystep import ByStep, Indexed, InMemory
 from traffic_replay.correlation.detection import Analysis, analyse
 from traffic_replay.format import Session
+from traffic_replay.piecewise import PIECEWISE_FROM
 
 if TYPE_CHECKING:
     from traffic_replay.settings import Settings
@@ -66,10 +69,30 @@ class AnalysisCache:
     def analyse(self, session: Session, file_digest: str | None) -> Analysis:
         if self.directory is None or file_digest is None:
             return analyse(session)
-        found = self.remembered(file_digest, len(session.requests))
+        steps = len(session.requests)
+        found = self.remembered(file_digest, steps)
         if found is None:
             found = analyse(session)
             self._store.put(self._entry(file_digest), _ENCODER.encode(found))
+            if steps >= PIECEWISE_FROM:  # (what a replay of it decoded a piece at a time reads: ``by_step``)
+                self._store.put(self._by_step_entry(file_digest), bystep.encode(found.correlations, steps))
+        return found
+
+    def by_step(self, file_digest: str, steps: int) -> ByStep | None:
+        """The correlations of the file of this digest (of ``steps`` requests) by step, read a block at a
+        time when its entry is there (made from the remembered analysis if not), or None if it is not known."""
+        path = self._by_step_entry(file_digest)
+        if path is None:
+            return None
+        found = Indexed.open(path, steps)
+        if found is None:
+            analysis = self.remembered(file_digest, steps)
+            if analysis is None:
+                return None
+            self._store.put(path, bystep.encode(analysis.correlations, steps))
+            found = Indexed.open(path, steps)
+            if found is None:  # (a cache that cannot be written: the analysis is at hand)
+                return InMemory(analysis.correlations)
         return found
 
     def remembered(self, file_digest: str, steps: int) -> Analysis | None:
@@ -90,3 +113,6 @@ class AnalysisCache:
 
     def _entry(self, file_digest: str) -> Path | None:
         return self._store.entry("analysis", fingerprint(), f"{file_digest}.json")
+
+    def _by_step_entry(self, file_digest: str) -> Path | None:
+        return self._store.entry("by-step", fingerprint(), f"{file_digest}.msgpack")
