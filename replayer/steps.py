@@ -7,6 +7,7 @@ string searching per request. A session's steps are built a run at a time (``Ste
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Sequence
 from typing import TypeVar, overload
 
@@ -26,6 +27,7 @@ from traffic_replay.correlation.template import Leaf, Needle, Span, json_templat
 from traffic_replay.format import Request, Session
 from traffic_replay.hosts import HostMap, unreplayable
 from traffic_replay.naming import StatsNamer, endpoint_template
+from traffic_replay.piecewise import Requests
 
 # Headers the client library or the user's own state must own, not the recording:
 # hop-by-hop ones, lengths that the body sets, and the Cookie header (each user has its jar).
@@ -200,20 +202,36 @@ STEPS_PER_RUN = 100
 as the replay reaches them or when the process is idle. A run holds the event loop meanwhile,
 ~3.5 ms for 100 (median; 34 µs a step, ``benchmarks/first_request.py``'s recording): under the
 timing error a replay aims at, where 500 (17 ms) was not."""
+WINDOWED_FROM = 20_000
+"""A session of at least this many steps, decoded as its requests are taken (``traffic_replay.piecewise``),
+keeps only its most recently used runs of steps (``WINDOW`` of them) and builds the others again when a
+user reaches them: a million built steps hold ~1 GB, where a recorded request is ~330 bytes of bodies.
+The price: users of one session more than ``WINDOW`` runs apart build each run again (34 µs a step)."""
+WINDOW = 100
+"""Runs a windowed session keeps: 10,000 steps, ~10-14 MB."""
 
 
 class Steps(Sequence[Step]):
     """A session's steps, built a run at a time: a session of a million requests is ready to send
     its first one once its analysis is (``replayer.loading`` builds the rest in the background),
-    instead of a minute later. What builds them, the decoded session with it, goes with the last."""
+    instead of a minute later. What builds them, the decoded session with it, goes with the last.
+    ``windowed`` (by default from ``WINDOWED_FROM`` steps decoded a piece at a time): only the ``WINDOW``
+    runs last used are kept, and the builder with them (it holds no decoded session then)."""
 
-    __slots__ = ("_built", "_count", "_builder")
+    __slots__ = ("_built", "_count", "_builder", "_runs", "_ends")
 
-    def __init__(self, count: int, builder: StepBuilder) -> None:
+    def __init__(self, count: int, builder: StepBuilder, windowed: bool | None = None) -> None:
+        if windowed is None:
+            windowed = count >= WINDOWED_FROM and isinstance(builder.requests, Requests)
         self._built: list[Step] = []
         self._count = count
         self._builder: StepBuilder | None = builder
-        self.build_next()
+        self._runs: OrderedDict[int, list[Step]] | None = OrderedDict() if windowed else None
+        self._ends: list[float | None] = []  # (windowed: the builder's state at the start of each run built once)
+        if windowed:
+            self._run(0)
+        else:
+            self.build_next()
 
     def __len__(self) -> int:
         return self._count
@@ -223,37 +241,73 @@ class Steps(Sequence[Step]):
     @overload
     def __getitem__(self, index: slice) -> Sequence[Step]: ...
     def __getitem__(self, index: int | slice) -> Step | Sequence[Step]:
-        built = self._built
+        built, runs = self._built, self._runs
         if isinstance(index, slice):
+            if runs is not None:
+                return [self[i] for i in range(*index.indices(self._count))]
             self.build(max(index.indices(self._count)[:2]) + 1)  # (a step of -1 starts at the larger)
             return built[index]
-        if index >= len(built) or index < 0:
+        if runs is not None or index >= len(built) or index < 0:
             if index < 0:
                 index += self._count
             if not 0 <= index < self._count:
                 raise IndexError("step index out of range")
+            if runs is not None:
+                run, at = divmod(index, STEPS_PER_RUN)
+                found = runs.get(run)
+                if found is None:
+                    return self._run(run)[at]
+                if run != next(reversed(runs)):
+                    runs.move_to_end(run)
+                return found[at]
             self.build(index + 1)
         return built[index]
 
     @property
     def complete(self) -> bool:
-        return self._builder is None
+        """Nothing is left to build ahead (a windowed session's runs are built as they are reached)."""
+        return self._builder is None or self._runs is not None
 
     def build(self, count: int | None = None) -> None:
-        """Build at least the first ``count`` steps (all of them by default)."""
+        """Build at least the first ``count`` steps (all of them by default); a windowed session's as they are
+        taken."""
         while len(self._built) < (self._count if count is None else count) and self.build_next():
             pass
 
     def build_next(self) -> bool:
         """Build the next run of steps; whether any are left to build."""
         builder = self._builder
-        if builder is None:
+        if builder is None or self._runs is not None:
             return False
         start = len(self._built)
         self._built.extend(builder(start, min(start + STEPS_PER_RUN, self._count)))
         if len(self._built) >= self._count:
             self._builder = None
         return self._builder is not None
+
+    def _run(self, run: int) -> list[Step]:
+        """Run ``run`` of a windowed session, built (again): the runs before it are built once first, in order,
+        since each starts from where the one before it ended (its gaps)."""
+        builder, ends = self._builder, self._ends
+        assert builder is not None
+        if run < len(ends):  # built before and let go
+            frontier, builder.previous_end = builder.previous_end, ends[run]
+            built = self._made(builder, run)
+            builder.previous_end = frontier
+            return built
+        while len(ends) <= run:
+            ends.append(builder.previous_end)
+            built = self._made(builder, len(ends) - 1)
+        return built
+
+    def _made(self, builder: StepBuilder, run: int) -> list[Step]:
+        assert self._runs is not None
+        builder.once = _Once()  # (one per run: a table for the whole session would hold every step's headers)
+        start = run * STEPS_PER_RUN
+        built = self._runs[run] = builder(start, min(start + STEPS_PER_RUN, self._count))
+        if len(self._runs) > WINDOW:
+            self._runs.popitem(last=False)
+        return built
 
 
 class StepBuilder:
