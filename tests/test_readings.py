@@ -19,7 +19,9 @@ from test_secrets_up_front import replay
 
 from traffic_replay.checks import probe_hosts
 from traffic_replay.correlation import Rule
+from traffic_replay.correlation.cache import AnalysisCache
 from traffic_replay.format import file_digest
+from traffic_replay.inspection import inspect_directory
 from traffic_replay.naming import StatsNamer
 from traffic_replay.packing import Look, Packing, Recorded, read_packed
 from traffic_replay.readings import Reading, fingerprint
@@ -126,3 +128,31 @@ def test_a_run_refuses_a_missing_secret_alike_when_the_reading_is_remembered(tmp
                  env={**env, "REPLAY_SECRET_0A1B2C3D": "pw"}) for _ in range(2)]
     assert ok[0].returncode == ok[1].returncode == 0, ok[0].stderr[-2000:]
     assert ok[0].stdout == ok[1].stdout and "/login" in ok[0].stdout
+
+
+def test_inspect_remembers_what_a_replay_reads_so_its_first_run_decodes_nothing(tmp_path: Path) -> None:
+    directory, cache = _recording(tmp_path), tmp_path / "cache"
+    afresh = _found(read_packed(directory, _look(None), skip_bad=True))
+    inspect_directory(directory, skip_bad=True, cache=AnalysisCache(cache), look=_look(cache))
+    assert len(_entries(cache)) == 6 and not list(cache.glob("read/*/.*"))  # (the good files and the empty one)
+    digest = file_digest((directory / "s0.json").read_bytes())
+    (entry,) = [e for e in _entries(cache) if e.name.startswith(digest)]
+    kept = entry.read_bytes()
+    assert _found(read_packed(directory, _look(cache), skip_bad=True)) == afresh
+    assert entry.read_bytes() == kept  # read, not written again
+    # With rules an inspect's secrets are not a plain run's: nothing is kept then.
+    again = tmp_path / "again"
+    inspect_directory(directory, [Rule(name="r", json="token")], skip_bad=True,  # type: ignore[call-arg]
+                      cache=AnalysisCache(again), look=_look(again))
+    assert not (again / "read").exists()
+
+
+def test_replay_inspect_keeps_what_a_run_of_the_same_naming_reads(tmp_path: Path) -> None:
+    directory, cache = _recording(tmp_path), tmp_path / "cache"
+    result = replay("inspect", str(directory), "--skip-bad", "--cache-dir", str(cache), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    run_look = Look(probe=probe_hosts, timed=StatsNamer(), cache=cache)  # as `replay run` reads, by default
+    assert len(_entries(cache)) == 6
+    assert _found(read_packed(directory, run_look, skip_bad=True)) == \
+        _found(read_packed(directory, Look(probe=probe_hosts, timed=StatsNamer()), skip_bad=True))
+    assert len(_entries(cache)) == 6  # (nothing new: each was there)

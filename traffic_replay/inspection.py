@@ -22,6 +22,7 @@ from traffic_replay.fanout import map_spread
 from traffic_replay.format import Session, file_digest, read_session, refuse_unusable, session_files, uncollected
 from traffic_replay.hosts import unreplayable
 from traffic_replay.naming import endpoint_template
+from traffic_replay.readings import Look, keep
 
 
 class SessionRow(Struct, kw_only=True, gc=False):
@@ -87,7 +88,7 @@ def _short(value: str) -> str:
 
 
 def _correlations(session: Session, file_digest: str | None, rules: list[Rule], cache: AnalysisCache,
-                  ) -> tuple[list[CorrelationRow], list[str], list[SecretRow]]:
+                  look: Look | None = None) -> tuple[list[CorrelationRow], list[str], list[SecretRow]]:
     analysis = cache.analyse(session, file_digest)
     found = analysis.correlations
     if rules:
@@ -107,9 +108,12 @@ def _correlations(session: Session, file_digest: str | None, rules: list[Rule], 
         if reason := unreplayable(request):
             warnings.append(f"session {session.name!r} step {step}: {request.method} {request.path} is {reason}:"
                             " skipped at replay")
+    needed = session_secrets(session, found)
+    if look is not None and file_digest is not None and not rules:
+        keep(session, file_digest, look, needed)  # (what a replay's read of the file would work out)
     secrets = [SecretRow(placeholder=s.placeholder, variable=s.env, session=s.session,
                          sent_in=[f"step {u.step + 1} {u.describe()}" for u in s.uses])
-               for s in session_secrets(session, found)]
+               for s in needed]
     return rows, warnings, secrets
 
 
@@ -124,7 +128,8 @@ class _Seen(NamedTuple):
     secrets: list[SecretRow]
 
 
-def _seen(item: tuple[Session, str | None], rules: list[Rule], cache: AnalysisCache) -> _Seen:
+def _seen(item: tuple[Session, str | None], rules: list[Rule], cache: AnalysisCache, look: Look | None = None,
+          ) -> _Seen:
     session, file_digest = item
     endpoints: dict[tuple[str, str], Counter[str]] = {}
     for request in session.requests:
@@ -134,10 +139,11 @@ def _seen(item: tuple[Session, str | None], rules: list[Rule], cache: AnalysisCa
         statuses[str(request.response.status) if request.response else "none"] += 1
     row = SessionRow(id=session.id, name=session.name, requests=len(session.requests),
                      duration_s=round(session.duration_ms / 1000, 3), hosts=session.hosts, weight=session.weight)
-    return _Seen(row, endpoints, *_correlations(session, file_digest, rules, cache))
+    return _Seen(row, endpoints, *_correlations(session, file_digest, rules, cache, look))
 
 
-def _read_seen(path: Path, rules: list[Rule], cache: AnalysisCache) -> _Seen | tuple[str, str]:
+def _read_seen(path: Path, rules: list[Rule], cache: AnalysisCache, look: Look | None = None,
+               ) -> _Seen | tuple[str, str]:
     """``_seen`` of a session file, or (its path, what is wrong with it): an error's own arguments do not pickle."""
     try:
         session, raw = read_session(path)
@@ -145,7 +151,7 @@ def _read_seen(path: Path, rules: list[Rule], cache: AnalysisCache) -> _Seen | t
         return str(e.path), e.detail
     known = file_digest(raw) if cache.directory is not None else None
     del raw  # (not held while the session is analysed: it is as big again)
-    return _seen((session, known), rules, cache)
+    return _seen((session, known), rules, cache, look)
 
 
 def _assembled(seen: Sequence[_Seen], skipped: Sequence[SessionFileError]) -> Inspection:
@@ -187,16 +193,20 @@ a directory is worth reading over the cores."""
 
 
 def inspect_directory(directory: Path, rules: list[Rule] | None = None, skip_bad: bool = False,
-                      cache: AnalysisCache | None = None) -> tuple[Inspection, list[SessionFileError]]:
+                      cache: AnalysisCache | None = None, look: Look | None = None,
+                      ) -> tuple[Inspection, list[SessionFileError]]:
     """What ``replay inspect DIR`` shows, and the bad files it left out (``skip_bad``; else they are refused
     as ``format.read_recordings`` refuses them). Each file is read, analysed and described where it is read,
-    over the cores, so no process holds the whole recording: only what is shown comes back."""
+    over the cores, so no process holds the whole recording: only what is shown comes back. ``look``: what a
+    replay's read of each file finds is remembered for a replay that looks so (``readings.keep``; not with
+    ``rules``)."""
     files = session_files(directory)
     if not files:
         raise RecordingError(f"{directory}: no session files (*.json) in this directory")
     sizes = [path.stat().st_size if path.is_file() else 0 for path in files]
     with uncollected():
-        found = map_spread(partial(_read_seen, rules=rules or [], cache=cache or AnalysisCache(None)), files,
+        found = map_spread(partial(_read_seen, rules=rules or [], cache=cache or AnalysisCache(None), look=look),
+                           files,
                            [size // BYTES_PER_REQUEST for size in sizes])
     seen = [one for one in found if isinstance(one, _Seen)]
     skipped = [SessionFileError(Path(one[0]), one[1]) for one in found if not isinstance(one, _Seen)]

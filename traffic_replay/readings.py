@@ -36,7 +36,7 @@ from traffic_replay.recorded import Durations, add_durations, recorded_endpoints
 from traffic_replay.redacted import secret_env_name
 from traffic_replay.sharing import Shared
 
-__all__ = ["Look", "Reading", "read_file"]
+__all__ = ["Look", "Reading", "keep", "read_file"]
 
 logger = logging.getLogger(__name__)
 
@@ -117,9 +117,8 @@ def read_file(path: Path, look: Look, shared: Shared) -> tuple[Reading, bytes, s
     ``SessionFileError`` naming the field at fault, as ``format.read_session``."""
     raw = read_session_bytes(path)
     digest = file_digest(raw)
-    key = look._key()
     store = CacheDir(look.cache)
-    entry = store.entry("read", fingerprint(), f"{digest}-{key}.msgpack") if key is not None else None
+    entry = _entry(store, digest, look)
     if (data := store.get(entry)) is not None:
         try:
             found = _DECODER.decode(data)
@@ -133,10 +132,26 @@ def read_file(path: Path, look: Look, shared: Shared) -> tuple[Reading, bytes, s
     return found, raw, digest
 
 
-def reading(session: Session, look: Look) -> Reading:
-    """What ``look`` asks of a checked session."""
+def keep(session: Session, digest: str, look: Look, secrets: Sequence[Secret]) -> None:
+    """Remember what ``look`` asks of a checked session whose file has this digest and whose secrets are
+    worked out already (``replay inspect`` has them from its analysis): a replay that looks alike then
+    decodes nothing of the file. An entry already there is kept as it is."""
+    store = CacheDir(look.cache)
+    entry = _entry(store, digest, look)
+    if entry is not None and not entry.exists():
+        store.put(entry, _ENCODER.encode(reading(session, look, secrets)))
+
+
+def _entry(store: CacheDir, digest: str, look: Look) -> Path | None:
+    key = look._key()
+    return store.entry("read", fingerprint(), f"{digest}-{key}.msgpack") if key is not None else None
+
+
+def reading(session: Session, look: Look, secrets: Sequence[Secret] | None = None) -> Reading:
+    """What ``look`` asks of a checked session (``secrets``: its ``needed_secrets``, when they are known)."""
     hosts = Counter(host_key(r) for r in session.requests)
-    secrets = needed_secrets([session], look.correlate, look.rules, look.data_map)
+    if secrets is None:
+        secrets = needed_secrets([session], look.correlate, look.rules, look.data_map)
     endpoints = durations = probe = None
     if (named := look.named) is not None:
         endpoints = sorted(recorded_endpoints([session], named))

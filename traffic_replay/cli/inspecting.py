@@ -15,6 +15,8 @@ from traffic_replay.correlation.cache import AnalysisCache
 from traffic_replay.errors import report_skipped
 from traffic_replay.format import session_schema
 from traffic_replay.inspection import inspect_directory, render_inspection
+from traffic_replay.naming import StatsNamer
+from traffic_replay.readings import Look
 from traffic_replay.settings import Settings
 
 
@@ -34,9 +36,16 @@ def inspect(
     cache_dir: Annotated[Path | None, typer.Option(help="Where it is remembered (or REPLAY_CACHE_DIR).")] = None,
 ) -> None:
     """Show the sessions, endpoints, correlations and warnings of a recordings directory."""
+    from traffic_replay.checks import probe_hosts  # (httpx: only for a command that may need it)
+
     settings = Settings.build(skip_bad=skip_bad, cache=cache, cache_dir=cache_dir)
+    remembered = AnalysisCache.of(settings)
+    # What `replay run` reads of each file, remembered for a run of the same stats naming: its first
+    # run after an inspect then decodes nothing in the command (`traffic_replay.readings`).
+    look = Look(timed=StatsNamer(settings.names, settings.name_pattern), probe=probe_hosts,
+                cache=remembered.directory) if rules is None and remembered.directory is not None else None
     report, skipped = inspect_directory(directory, load_rules(rules) if rules is not None else None, settings.skip_bad,
-                                        AnalysisCache.of(settings))
+                                        remembered, look)
     report_skipped(skipped)
     if json:
         sys.stdout.buffer.write(report.to_json() + b"\n")
